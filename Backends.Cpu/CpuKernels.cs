@@ -28,8 +28,6 @@ internal sealed partial class CpuKernels : IKernels, IFusedKernels
 
     public void ArgMax(Tensor x, int axis, Tensor indices) => throw new NotImplementedException();
 
-    public void Gemm(Tensor a, Tensor b, Tensor c, bool transA, bool transB, double alpha, double beta, Tensor? bias) => throw new NotImplementedException();
-
     public void IndexSelect(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
 
     public void IndexAdd(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
