@@ -61,13 +61,17 @@ public static partial class Composite
     }
 
     /// <summary>
-    /// Φ(x) + x·φ(x). There is no tier-1 erf, so Φ(x) = gelu(x)/x, with x = 0 (found by the positive indicator of |x|)
-    /// replaced by (gelu(x) + ½·z)/(x + z), z = 1 exactly at zero, which gives Φ(0) = ½.
+    /// Φ(x) + x·φ(x). There is no tier-1 erf, so Φ(x) = gelu(x)/x, except where |x| ≤ T (zero, denormals, whose gelu
+    /// rounds away): there z = 1 (the indicator of |x| − T ≤ 0) and (gelu(x) + ½·z)/(x + z) = ½ + O(T). T (1e-20 in F64,
+    /// 1e-10 in F32) keeps that O(T) error far below the dtype's epsilon while gelu(x)/x stays exact above it.
     /// </summary>
     private static Tensor GeluErfDerivative(Scratch s, Tensor x)
     {
         var ops = s.Ops;
-        var atZero = OneMinus(s, PositiveIndicator(s, s.Unary(UnaryOp.Abs, x)));
+        var excess = s.Unary(UnaryOp.Abs, x);
+        s.InPlace(BinaryOp.Sub, excess, x.DType == DType.F64 ? 1e-20 : 1e-10);
+        ops.Unary(UnaryOp.Relu, excess, excess);
+        var atZero = OneMinus(s, PositiveIndicator(s, excess));
         var numerator = s.Unary(UnaryOp.GeluErf, x);
         var half = s.Binary(BinaryOp.Mul, atZero, 0.5);
         ops.Binary(BinaryOp.Add, numerator, half, numerator);
