@@ -75,14 +75,25 @@ internal static unsafe class CpuGemm
                     ForRange(strips, threads, 1, (s0, s1) =>
                         GemmPacking.PackB<T, TLoad>(b, pc, kb, jc, nb, nr, s0, s1, panelB));
 
-                    int mBlocks = (m + mcMax - 1) / mcMax;
-                    int blockWorkers = Math.Min(threads, mBlocks);
-                    ForBlocks(mBlocks, blockWorkers, kcMax * mcMax * sizeof(T), (block, packA) =>
+                    // Each worker takes an equal share of MR strips (balanced to one strip), then walks it in mc blocks.
+                    int mStrips = (m + mr - 1) / mr;
+                    ForRange(mStrips, threads, 1, (s0, s1) =>
                     {
-                        int ic = block * mcMax;
-                        int mb = Math.Min(mcMax, m - ic);
-                        GemmPacking.PackA<T, TLoad>(a, ic, mb, pc, kb, mr, (T*)packA);
-                        MacroKernel<T, TKernel>((T*)packA, panelB, c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
+                        T* packA = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * mcMax * sizeof(T)), Alignment);
+                        try
+                        {
+                            int end = Math.Min(m, s1 * mr);
+                            for (int ic = s0 * mr; ic < end; ic += mcMax)
+                            {
+                                int mb = Math.Min(mcMax, end - ic);
+                                GemmPacking.PackA<T, TLoad>(a, ic, mb, pc, kb, mr, packA);
+                                MacroKernel<T, TKernel>(packA, panelB, c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
+                            }
+                        }
+                        finally
+                        {
+                            NativeMemory.AlignedFree(packA);
+                        }
                     });
                 }
             }
@@ -168,38 +179,6 @@ internal static unsafe class CpuGemm
             int s1 = (int)((long)count * (w + 1) / workers);
             body(s0, s1);
         });
-    }
-
-    /// <summary>Runs body(block, scratch) for every block, each worker with its own 64-byte-aligned scratch buffer.</summary>
-    private static void ForBlocks(int blocks, int workers, long scratchBytes, Action<int, IntPtr> body)
-    {
-        if (workers <= 1)
-        {
-            void* scratch = NativeMemory.AlignedAlloc((nuint)scratchBytes, Alignment);
-            try
-            {
-                for (int i = 0; i < blocks; i++)
-                {
-                    body(i, (IntPtr)scratch);
-                }
-            }
-            finally
-            {
-                NativeMemory.AlignedFree(scratch);
-            }
-            return;
-        }
-        Parallel.For(
-            0,
-            blocks,
-            new ParallelOptions { MaxDegreeOfParallelism = workers },
-            () => (IntPtr)NativeMemory.AlignedAlloc((nuint)scratchBytes, Alignment),
-            (i, _, scratch) =>
-            {
-                body(i, scratch);
-                return scratch;
-            },
-            scratch => NativeMemory.AlignedFree((void*)scratch));
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
