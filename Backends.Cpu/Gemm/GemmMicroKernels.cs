@@ -42,6 +42,7 @@ internal readonly unsafe struct F32Kernel6x16 : IGemmMicroKernel<float>
     {
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<float> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        GemmWriteBack.PrefetchTile(c, ldc, rows, 15);
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector256.Load(b);
@@ -128,6 +129,7 @@ internal readonly unsafe struct F64Kernel6x8 : IGemmMicroKernel<double>
     {
         Vector256<double> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
         Vector256<double> c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+        GemmWriteBack.PrefetchTile(c, ldc, rows, 7);
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector256.Load(b);
@@ -201,6 +203,25 @@ internal readonly unsafe struct F64Kernel6x8 : IGemmMicroKernel<double>
 /// <summary>Scalar write-back of a partial tile (the right and bottom edges of C).</summary>
 internal static unsafe class GemmWriteBack
 {
+    /// <summary>
+    /// Asks for the tile's rows of C (first and last element of each, which may sit on two cache lines) while the
+    /// k loop runs, so the write-back does not wait on memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void PrefetchTile<T>(T* c, long ldc, int rows, int lastColumn)
+        where T : unmanaged
+    {
+        if (!Sse.IsSupported)
+        {
+            return;
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            Sse.Prefetch0(c + (r * ldc));
+            Sse.Prefetch0(c + (r * ldc) + lastColumn);
+        }
+    }
+
     public static void Partial<T>(T* tile, int tileStride, T* c, long ldc, int rows, int cols, T alpha, T beta, T* bias)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
