@@ -109,7 +109,7 @@ public sealed partial class Ops
         }
     }
 
-    /// <summary>Gradients of <see cref="LayerNorm"/>: dx like x, dweight (and dbias, when the forward had a bias) [C].</summary>
+    /// <summary>Gradients of <see cref="LayerNorm(Tensor, Tensor, Tensor?, double, Tensor, Tensor, Tensor)"/>: dx like x, dweight (and dbias, when the forward had a bias) [C].</summary>
     public void LayerNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor mean, Tensor rstd, Tensor dx, Tensor dweight, Tensor? dbias)
     {
         const string name = "layer-norm-backward";
@@ -149,7 +149,7 @@ public sealed partial class Ops
         }
     }
 
-    /// <summary>Gradients of <see cref="RmsNorm"/>: dx like x, dweight [C].</summary>
+    /// <summary>Gradients of <see cref="RmsNorm(Tensor, Tensor, double, Tensor, Tensor)"/>: dx like x, dweight [C].</summary>
     public void RmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dweight)
     {
         const string name = "rms-norm-backward";
@@ -285,7 +285,7 @@ public sealed partial class Ops
         }
     }
 
-    /// <summary>Gradients of <see cref="Attention"/> from its saved output and lse: dq, dk, dv shaped like q, k, v.</summary>
+    /// <summary>Gradients of <see cref="Attention(Tensor, Tensor, Tensor, bool, double, Tensor, Tensor)"/> from its saved output and lse: dq, dk, dv shaped like q, k, v.</summary>
     public void AttentionBackward(Tensor q, Tensor k, Tensor v, Tensor output, Tensor lse, Tensor dOutput, bool causal, double scale, Tensor dq, Tensor dk, Tensor dv)
     {
         const string name = "attention-backward";

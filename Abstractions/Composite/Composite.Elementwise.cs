@@ -21,43 +21,43 @@ public static partial class Composite
     }
 
     /// <summary>op'(x) as a new tensor.</summary>
-    private static Tensor ActivationDerivative(Scratch s, UnaryOp op, Tensor x)
+    private static Tensor ActivationDerivative(Scratch s, UnaryOp op, Tensor x) => op switch
     {
-        var ops = s.Ops;
-        switch (op)
-        {
-            case UnaryOp.Relu:
-                // 1 for x > 0, 0 for x ≤ 0.
-                return PositiveIndicator(s, s.Unary(UnaryOp.Relu, x));
-            case UnaryOp.Tanh:
-            {
-                var t = s.Unary(UnaryOp.Tanh, x);
-                ops.Unary(UnaryOp.Square, t, t);
-                return OneMinus(s, t);
-            }
-            case UnaryOp.Sigmoid:
-            {
-                var sig = s.Unary(UnaryOp.Sigmoid, x);
-                ops.Binary(BinaryOp.Mul, sig, OneMinus(s, sig), sig);
-                return sig;
-            }
-            case UnaryOp.Silu:
-            {
-                // σ(x)·(1 + x·(1 − σ(x)))
-                var sig = s.Unary(UnaryOp.Sigmoid, x);
-                var r = OneMinus(s, sig);
-                ops.Binary(BinaryOp.Mul, r, x, r);
-                s.InPlace(BinaryOp.Add, r, 1);
-                ops.Binary(BinaryOp.Mul, r, sig, r);
-                return r;
-            }
-            case UnaryOp.GeluErf:
-                return GeluErfDerivative(s, x);
-            case UnaryOp.GeluTanh:
-                return GeluTanhDerivative(s, x);
-            default:
-                throw new ArgumentOutOfRangeException(nameof(op), op, "activation-backward supports Relu, Tanh, Sigmoid, GeluErf, GeluTanh and Silu");
-        }
+        // 1 for x > 0, 0 for x ≤ 0.
+        UnaryOp.Relu => PositiveIndicator(s, s.Unary(UnaryOp.Relu, x)),
+        UnaryOp.Tanh => TanhDerivative(s, x),
+        UnaryOp.Sigmoid => SigmoidDerivative(s, x),
+        UnaryOp.Silu => SiluDerivative(s, x),
+        UnaryOp.GeluErf => GeluErfDerivative(s, x),
+        UnaryOp.GeluTanh => GeluTanhDerivative(s, x),
+        _ => throw new ArgumentOutOfRangeException(nameof(op), op, "activation-backward supports Relu, Tanh, Sigmoid, GeluErf, GeluTanh and Silu"),
+    };
+
+    /// <summary>1 − tanh²(x).</summary>
+    private static Tensor TanhDerivative(Scratch s, Tensor x)
+    {
+        var t = s.Unary(UnaryOp.Tanh, x);
+        s.Ops.Unary(UnaryOp.Square, t, t);
+        return OneMinus(s, t);
+    }
+
+    /// <summary>σ(x)·(1 − σ(x)).</summary>
+    private static Tensor SigmoidDerivative(Scratch s, Tensor x)
+    {
+        var sig = s.Unary(UnaryOp.Sigmoid, x);
+        s.Ops.Binary(BinaryOp.Mul, sig, OneMinus(s, sig), sig);
+        return sig;
+    }
+
+    /// <summary>σ(x)·(1 + x·(1 − σ(x))).</summary>
+    private static Tensor SiluDerivative(Scratch s, Tensor x)
+    {
+        var sig = s.Unary(UnaryOp.Sigmoid, x);
+        var r = OneMinus(s, sig);
+        s.Ops.Binary(BinaryOp.Mul, r, x, r);
+        s.InPlace(BinaryOp.Add, r, 1);
+        s.Ops.Binary(BinaryOp.Mul, r, sig, r);
+        return r;
     }
 
     /// <summary>

@@ -96,4 +96,37 @@ public sealed class CompositeEdgeCaseTests : CompositeTestBase
         Ops.EmbeddingBackward(rows, ids, table);
         Assert.Equal([0.0, 0, 0, 0, 0, 0], Download(table));
     }
+
+    [Fact]
+    public void AllocatingFormsMatchTheOutputForms()
+    {
+        var values = RandomValues(81, 12, 2);
+        using var x = Upload(values, DType.F64, 3, 4);
+        using var w = Ops.Full(new Shape(4), 1.5, DType.F64);
+        using var y = Ops.Empty(new Shape(3, 4), DType.F64);
+        Ops.Softmax(x, y);
+        using (var s = Ops.Softmax(x))
+        {
+            Assert.Equal(Download(y), Download(s));
+        }
+        var (ln, mean, rstd) = Ops.LayerNorm(x, w, null, 1e-5);
+        using (ln)
+        using (mean)
+        using (rstd)
+        {
+            Assert.Equal(new Shape(3), mean.Shape);
+            using var m2 = Ops.Empty(new Shape(3), DType.F32);
+            using var r2 = Ops.Empty(new Shape(3), DType.F32);
+            Ops.LayerNorm(x, w, null, 1e-5, y, m2, r2);
+            Assert.Equal(Download(y), Download(ln));
+            Assert.Equal(Download(r2), Download(rstd));
+        }
+        using var ids = UploadIndices([2, 0], DType.I64, 2);
+        using var rows = Ops.Embedding(x, ids);
+        Assert.Equal(new Shape(2, 4), rows.Shape);
+        Assert.Equal(values[8..12].Concat(values[..4]).ToArray(), Download(rows));
+        // A bad call frees what it allocated and raises the entry point's exception.
+        using var badWeight = Ops.Empty(new Shape(5), DType.F64);
+        Assert.Equal("layer-norm", Assert.Throws<ShapeMismatchException>(() => Ops.LayerNorm(x, badWeight, null, 1e-5)).Op);
+    }
 }

@@ -19,31 +19,24 @@ public sealed class CompositeElementwiseTests : CompositeTestBase
 
     private static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 
-    private static double DerivativeReference(UnaryOp op, double x)
+    private static double GeluTanhDerivative(double x)
     {
         const double a = 0.044715;
         double c = Math.Sqrt(2 / Math.PI);
-        switch (op)
-        {
-            case UnaryOp.Relu:
-                return x > 0 ? 1 : 0;
-            case UnaryOp.Tanh:
-                return 1 - (Math.Tanh(x) * Math.Tanh(x));
-            case UnaryOp.Sigmoid:
-                return Sigmoid(x) * (1 - Sigmoid(x));
-            case UnaryOp.Silu:
-                return Sigmoid(x) + (x * Sigmoid(x) * (1 - Sigmoid(x)));
-            case UnaryOp.GeluErf:
-                return (0.5 * (1 + Erf(x / Math.Sqrt(2)))) + (x * Math.Exp(-x * x / 2) / Math.Sqrt(2 * Math.PI));
-            case UnaryOp.GeluTanh:
-            {
-                double t = Math.Tanh(c * (x + (a * x * x * x)));
-                return (0.5 * (1 + t)) + (0.5 * x * (1 - (t * t)) * c * (1 + (3 * a * x * x)));
-            }
-            default:
-                throw new ArgumentOutOfRangeException(nameof(op));
-        }
+        double t = Math.Tanh(c * (x + (a * x * x * x)));
+        return (0.5 * (1 + t)) + (0.5 * x * (1 - (t * t)) * c * (1 + (3 * a * x * x)));
     }
+
+    private static double DerivativeReference(UnaryOp op, double x) => op switch
+    {
+        UnaryOp.Relu => x > 0 ? 1 : 0,
+        UnaryOp.Tanh => 1 - (Math.Tanh(x) * Math.Tanh(x)),
+        UnaryOp.Sigmoid => Sigmoid(x) * (1 - Sigmoid(x)),
+        UnaryOp.Silu => Sigmoid(x) + (x * Sigmoid(x) * (1 - Sigmoid(x))),
+        UnaryOp.GeluErf => (0.5 * (1 + Erf(x / Math.Sqrt(2)))) + (x * Math.Exp(-x * x / 2) / Math.Sqrt(2 * Math.PI)),
+        UnaryOp.GeluTanh => GeluTanhDerivative(x),
+        _ => throw new ArgumentOutOfRangeException(nameof(op)),
+    };
 
     public static TheoryData<UnaryOp, int, DType> ActivationCases()
     {
