@@ -129,4 +129,27 @@ public sealed class CompositeEdgeCaseTests : CompositeTestBase
         using var badWeight = Ops.Empty(new Shape(5), DType.F64);
         Assert.Equal("layer-norm", Assert.Throws<ShapeMismatchException>(() => Ops.LayerNorm(x, badWeight, null, 1e-5)).Op);
     }
+
+    [Fact]
+    public void CompositesFreeEveryTemporary()
+    {
+        using var q = Upload(RandomValues(91, 2 * 4 * 3 * 2, 1), DType.BF16, 2, 4, 3, 2);
+        using var kv = Upload(RandomValues(92, 2 * 2 * 5 * 2, 1), DType.BF16, 2, 2, 5, 2);
+        using var o = Ops.Empty(q.Shape, DType.BF16);
+        using var lse = Ops.Empty(new Shape(2, 4, 3), DType.F32);
+        using var dq = Ops.Empty(q.Shape, DType.BF16);
+        using var dk = Ops.Empty(kv.Shape, DType.BF16);
+        using var dv = Ops.Empty(kv.Shape, DType.BF16);
+        using var p = Upload(RandomValues(93, 6), DType.BF16, 6);
+        using var m = Ops.Zeros(new Shape(6), DType.F32);
+        using var v = Ops.Zeros(new Shape(6), DType.F32);
+        long before = Device.Allocator.Stats.BytesInUse;
+        Ops.Attention(q, kv, kv, true, 0.5, o, lse);
+        Ops.AttentionBackward(q, kv, kv, o, lse, o, true, 0.5, dq, dk, dv);
+        Ops.Lamb(p, p, m, v, new AdamWConfig(0.1), 1);
+        Ops.ActivationBackward(UnaryOp.GeluErf, p, p, p);
+        // Every temporary (16-bit casts, scores, masks, index constants, scalars) is released before the call returns.
+        Assert.Equal(before, Device.Allocator.Stats.BytesInUse);
+    }
 }
+
