@@ -46,9 +46,11 @@ internal static class HalApp
     }
 
     /// <summary>The root command with every subcommand and the global options.</summary>
-    public static Command CreateRootCommand()
+    public static Command CreateRootCommand() => CreateRootCommand(new GlobalOptions());
+
+    /// <summary>The root command, reading the global options through <paramref name="globals"/>.</summary>
+    public static Command CreateRootCommand(GlobalOptions globals)
     {
-        var globals = new GlobalOptions();
         // A plain command named "hal" rather than RootCommand, whose name would be the assembly's (Hal.Cli).
         var root = new Command("hal",
             "Hal: run deep-learning training on many kinds of accelerator through one small hardware abstraction layer.");
