@@ -2,9 +2,5 @@ namespace Hal.Cli;
 
 internal static class Program
 {
-    private static int Main(string[] args)
-    {
-        Console.Error.WriteLine("hal: the command line is being assembled");
-        return args.Length == 0 ? 1 : 1;
-    }
+    private static int Main(string[] args) => HalApp.Run(args, Console.Out, Console.Error);
 }
