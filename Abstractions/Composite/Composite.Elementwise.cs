@@ -27,11 +27,22 @@ public static partial class Composite
         UnaryOp.Relu => PositiveIndicator(s, s.Unary(UnaryOp.Relu, x)),
         UnaryOp.Tanh => TanhDerivative(s, x),
         UnaryOp.Sigmoid => SigmoidDerivative(s, x),
-        UnaryOp.Silu => SiluDerivative(s, x),
-        UnaryOp.GeluErf => GeluErfDerivative(s, x),
-        UnaryOp.GeluTanh => GeluTanhDerivative(s, x),
+        UnaryOp.Silu => SiluDerivative(s, Saturated(s, x)),
+        UnaryOp.GeluErf => GeluErfDerivative(s, Saturated(s, x)),
+        UnaryOp.GeluTanh => GeluTanhDerivative(s, Saturated(s, x)),
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "activation-backward supports Relu, Tanh, Sigmoid, GeluErf, GeluTanh and Silu"),
     };
+
+    /// <summary>
+    /// x clamped to [−1e4, 1e4] (NaN stays NaN). The Silu and GELU derivatives have reached 1 and 0 long before ±1e4,
+    /// and the clamp keeps their formulas free of Inf·0 at ±Inf.
+    /// </summary>
+    private static Tensor Saturated(Scratch s, Tensor x)
+    {
+        var clamped = s.Binary(BinaryOp.Min, x, 1e4);
+        s.InPlace(BinaryOp.Max, clamped, -1e4);
+        return clamped;
+    }
 
     /// <summary>1 − tanh²(x).</summary>
     private static Tensor TanhDerivative(Scratch s, Tensor x)

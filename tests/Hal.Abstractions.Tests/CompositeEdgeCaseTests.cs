@@ -43,18 +43,23 @@ public sealed class CompositeEdgeCaseTests : CompositeTestBase
     }
 
     [Fact]
-    public void ActivationBackwardHandlesInfinitiesWhereTheDerivativeIsFinite()
+    public void ActivationBackwardHandlesInfinitiesAndNaN()
     {
-        // Relu, Tanh and Sigmoid have derivatives 1/0, 0, 0 at ±Inf that their formulas give without Inf·0.
-        using var x = Upload([double.PositiveInfinity, double.NegativeInfinity], DType.F32, 2);
-        using var dy = Upload([1, 1], DType.F32, 2);
-        using var dx = Ops.Empty(new Shape(2), DType.F32);
-        Ops.ActivationBackward(UnaryOp.Relu, x, dy, dx);
-        Assert.Equal([1.0, 0.0], Download(dx));
-        Ops.ActivationBackward(UnaryOp.Tanh, x, dy, dx);
-        Assert.Equal([0.0, 0.0], Download(dx));
-        Ops.ActivationBackward(UnaryOp.Sigmoid, x, dy, dx);
-        Assert.Equal([0.0, 0.0], Download(dx));
+        // Derivatives at +Inf and −Inf: Relu, Silu and the GELUs 1 and 0; Tanh and Sigmoid 0 and 0; NaN stays NaN.
+        foreach (var dtype in new[] { DType.F32, DType.F64 })
+        {
+            using var x = Upload([double.PositiveInfinity, double.NegativeInfinity, double.NaN], dtype, 3);
+            using var dy = Upload([1, 1, 1], dtype, 3);
+            using var dx = Ops.Empty(new Shape(3), dtype);
+            foreach (var op in CompositeElementwiseTests.Activations)
+            {
+                Ops.ActivationBackward(op, x, dy, dx);
+                var r = Download(dx);
+                double[] expected = op is UnaryOp.Tanh or UnaryOp.Sigmoid ? [0, 0] : [1, 0];
+                Assert.Equal(expected, r[..2]);
+                Assert.True(double.IsNaN(r[2]), $"{op} {dtype} at NaN gave {r[2]}");
+            }
+        }
     }
 
     [Fact]
