@@ -1,0 +1,229 @@
+using System.Runtime.CompilerServices;
+using Hal.Numerics;
+
+namespace Hal.Backends.Cpu;
+
+// Shared plumbing of the fused (tier-2) kernels: which ops are fused, raw element access, the chunked parallel-for,
+// and the 16-bit path (F16/BF16 tensors are widened to F32 temporaries, computed in F32 and rounded back RNE).
+internal sealed partial class CpuKernels
+{
+    /// <summary>Below this many elements of work a kernel stays on the calling thread: forking costs more than it saves.</summary>
+    internal const long ParallelThresholdElements = 1 << 15;
+
+    /// <summary>True for every fused op at F32, F64, F16 and BF16 (for the int8 ops, the float dtype of x or y).</summary>
+    public bool Supports(FusedOp op, DType dtype) =>
+        dtype.IsFloatingPoint() && op is >= FusedOp.Softmax and <= FusedOp.DequantizeInt8;
+
+    /// <summary>Address of a tensor's first element.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe void* Address(Tensor t) => (byte*)((CpuBuffer)t.Buffer).Pointer + t.OffsetBytes;
+
+    /// <summary>Element i of an I32 or I64 index tensor.</summary>
+    internal static unsafe long ReadIndex(Tensor t, long i) =>
+        t.DType == DType.I32 ? ((int*)Address(t))[i] : ((long*)Address(t))[i];
+
+    /// <summary>Element i of a float tensor (any float dtype) as double.</summary>
+    internal static unsafe double ReadFloat(Tensor t, long i) => t.DType switch
+    {
+        DType.F32 => ((float*)Address(t))[i],
+        DType.F64 => ((double*)Address(t))[i],
+        DType.F16 => HalfConvert.F16ToFloat(((ushort*)Address(t))[i]),
+        DType.BF16 => HalfConvert.Bf16ToFloat(((ushort*)Address(t))[i]),
+        _ => throw new NotSupportedException($"{t.DType.Name()} is not a float dtype"),
+    };
+
+    /// <summary>Writes element i of a float tensor, rounding to its dtype.</summary>
+    internal static unsafe void WriteFloat(Tensor t, long i, double value)
+    {
+        switch (t.DType)
+        {
+            case DType.F32:
+                ((float*)Address(t))[i] = (float)value;
+                break;
+            case DType.F64:
+                ((double*)Address(t))[i] = value;
+                break;
+            case DType.F16:
+                ((ushort*)Address(t))[i] = HalfConvert.FloatToF16((float)value);
+                break;
+            case DType.BF16:
+                ((ushort*)Address(t))[i] = HalfConvert.FloatToBf16((float)value);
+                break;
+            default:
+                throw new NotSupportedException($"{t.DType.Name()} is not a float dtype");
+        }
+    }
+
+    /// <summary>
+    /// Runs body(start, end) over [0, count) in at most <see cref="Threads"/> contiguous chunks; on the calling thread
+    /// alone when count·workPerItem is under <see cref="ParallelThresholdElements"/>.
+    /// </summary>
+    internal void ParallelFor(long count, long workPerItem, Action<long, long> body)
+    {
+        if (count <= 0)
+        {
+            return;
+        }
+        int workers = (int)Math.Min(Threads, count);
+        if (workers <= 1 || count * Math.Max(1, workPerItem) < ParallelThresholdElements)
+        {
+            body(0, count);
+            return;
+        }
+        long chunk = (count + workers - 1) / workers;
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        {
+            long start = w * chunk;
+            long end = Math.Min(count, start + chunk);
+            if (start < end)
+            {
+                body(start, end);
+            }
+        });
+    }
+
+    /// <summary>How many chunks <see cref="ParallelForChunks"/> splits count items into.</summary>
+    internal int ChunkCount(long count, long workPerItem) =>
+        count <= 0 ? 0 : count * Math.Max(1, workPerItem) < ParallelThresholdElements ? 1 : (int)Math.Min(Threads, count);
+
+    /// <summary>
+    /// Like <see cref="ParallelFor"/> but passes the chunk index in [0, <see cref="ChunkCount"/>), so reductions can keep
+    /// one partial per chunk and combine them in a fixed order (the same bits on every run).
+    /// </summary>
+    internal void ParallelForChunks(long count, long workPerItem, Action<int, long, long> body)
+    {
+        int chunks = ChunkCount(count, workPerItem);
+        if (chunks == 0)
+        {
+            return;
+        }
+        if (chunks == 1)
+        {
+            body(0, 0, count);
+            return;
+        }
+        long size = (count + chunks - 1) / chunks;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = chunks }, w =>
+        {
+            long start = w * size;
+            long end = Math.Min(count, start + size);
+            if (start < end)
+            {
+                body(w, start, end);
+            }
+        });
+    }
+
+    /// <summary>A new F32 tensor on <paramref name="like"/>'s device with <paramref name="like"/>'s shape, uninitialised.</summary>
+    internal static Tensor TempF32Like(Tensor like) => TempF32(like.Device, like.Shape);
+
+    /// <summary>A new F32 tensor on <paramref name="device"/>, uninitialised; disposing it frees the memory.</summary>
+    internal static Tensor TempF32(IDevice device, Shape shape)
+    {
+        var buffer = device.Allocator.Allocate(shape.ElementCount * sizeof(float));
+        return new Tensor(buffer, 0, shape, DType.F32, ownsBuffer: true);
+    }
+
+    /// <summary>An F32 copy of a 16-bit tensor (exact: every F16/BF16 value is an F32 value).</summary>
+    internal static unsafe Tensor Widen(Tensor t)
+    {
+        var f = TempF32Like(t);
+        ToF32((ushort*)Address(t), t.DType, (float*)Address(f), t.ElementCount);
+        return f;
+    }
+
+    /// <summary>Rounds an F32 tensor into a 16-bit tensor of the same element count (round to nearest even).</summary>
+    internal static unsafe void Narrow(Tensor f32, Tensor dst)
+    {
+        float* s = (float*)Address(f32);
+        ushort* d = (ushort*)Address(dst);
+        long n = dst.ElementCount;
+        if (dst.DType == DType.BF16)
+        {
+            for (long i = 0; i < n; i++)
+            {
+                d[i] = HalfConvert.FloatToBf16(s[i]);
+            }
+        }
+        else
+        {
+            for (long i = 0; i < n; i++)
+            {
+                d[i] = HalfConvert.FloatToF16(s[i]);
+            }
+        }
+    }
+
+    private static unsafe void ToF32(ushort* s, DType dtype, float* d, long n)
+    {
+        if (dtype == DType.BF16)
+        {
+            for (long i = 0; i < n; i++)
+            {
+                d[i] = HalfConvert.Bf16ToFloat(s[i]);
+            }
+        }
+        else
+        {
+            for (long i = 0; i < n; i++)
+            {
+                d[i] = HalfConvert.F16ToFloat(s[i]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> with every 16-bit tensor among <paramref name="inputs"/> and <paramref name="outputs"/>
+    /// replaced by an F32 copy (outputs are copied too, so in-place updates read the old values), then rounds the
+    /// F32 outputs back into their 16-bit tensors. Tensors of other dtypes (and nulls) pass through unchanged.
+    /// </summary>
+    internal static void ViaF32(Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[], Tensor?[]> body)
+    {
+        var ins = new Tensor?[inputs.Length];
+        var outs = new Tensor?[outputs.Length];
+        try
+        {
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                ins[i] = inputs[i] is { } t && t.DType.Is16Bit() ? Widen(t) : inputs[i];
+            }
+            for (int i = 0; i < outputs.Length; i++)
+            {
+                outs[i] = outputs[i] is { } t && t.DType.Is16Bit() ? Widen(t) : outputs[i];
+            }
+            body(ins, outs);
+            for (int i = 0; i < outputs.Length; i++)
+            {
+                if (outputs[i] is { } t && !ReferenceEquals(t, outs[i]))
+                {
+                    Narrow(outs[i]!, t);
+                }
+            }
+        }
+        finally
+        {
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                if (!ReferenceEquals(ins[i], inputs[i]))
+                {
+                    ins[i]?.Dispose();
+                }
+            }
+            for (int i = 0; i < outputs.Length; i++)
+            {
+                if (!ReferenceEquals(outs[i], outputs[i]))
+                {
+                    outs[i]?.Dispose();
+                }
+            }
+        }
+    }
+
+    /// <summary>Rows (product of all axes but the last) and the last-axis length.</summary>
+    internal static (long Rows, int Cols) RowsCols(Tensor t)
+    {
+        int cols = t.Rank == 0 ? 1 : t.Shape[t.Rank - 1];
+        long rows = cols == 0 ? 0 : t.ElementCount / cols;
+        return (rows, cols);
+    }
+}
