@@ -4,7 +4,7 @@ namespace Hal.Backends.Cpu;
 /// The CPU backend's kernels: every tier-1 kernel, and fused tier-2 kernels (IFusedKernels).
 /// Split by concern over CpuKernels.*.cs files.
 /// </summary>
-internal sealed partial class CpuKernels : IKernels, IFusedKernels
+internal sealed unsafe partial class CpuKernels : IKernels, IFusedKernels
 {
     internal CpuKernels(int threads)
     {
@@ -14,27 +14,10 @@ internal sealed partial class CpuKernels : IKernels, IFusedKernels
     /// <summary>Worker threads used by parallel kernels.</summary>
     internal int Threads { get; }
 
-    public void Fill(Tensor dst, double value) => throw new NotImplementedException();
+    /// <summary>Address of a tensor's first element.</summary>
+    private static byte* Ptr(Tensor t) => (byte*)((CpuBuffer)t.Buffer).Pointer + t.OffsetBytes;
 
-    public void Copy(Tensor src, Tensor dst) => throw new NotImplementedException();
-
-    public void Cast(Tensor src, Tensor dst) => throw new NotImplementedException();
-
-    public void Unary(UnaryOp op, Tensor x, Tensor y) => throw new NotImplementedException();
-
-    public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y) => throw new NotImplementedException();
-
-    public void Reduce(ReduceOp op, Tensor x, int axis, Tensor y) => throw new NotImplementedException();
-
-    public void ArgMax(Tensor x, int axis, Tensor indices) => throw new NotImplementedException();
-
-    public void IndexSelect(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
-
-    public void IndexAdd(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
-
-    public void Gather(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
-
-    public void ScatterAdd(Tensor src, int axis, Tensor index, Tensor dst) => throw new NotImplementedException();
-
-    public void Random(RandomDistribution distribution, Tensor dst, ulong seed, ulong offset, double a, double b) => throw new NotImplementedException();
+    /// <summary>[outer, axis, inner] view of a shape around <paramref name="axis"/>.</summary>
+    private static (long Outer, long Axis, long Inner) Split(Shape shape, int axis) =>
+        (shape.Product(0, axis), shape[axis], shape.Product(axis + 1, shape.Rank));
 }

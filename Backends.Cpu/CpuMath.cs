@@ -1,0 +1,214 @@
+using System.Runtime.CompilerServices;
+using Hal.Numerics;
+
+namespace Hal.Backends.Cpu;
+
+/// <summary>
+/// Scalar math the CPU kernels share: the error function (.NET has none), activations evaluated in double so F32
+/// results are rounded once, and the element conversions of the cast rules.
+/// </summary>
+internal static class CpuMath
+{
+    private const double TwoOverSqrtPi = 1.1283791670955126;
+    private const double OneOverSqrtPi = 0.56418958354775628;
+    private const double OneOverSqrt2 = 0.70710678118654752;
+    private const double SqrtTwoOverPi = 0.79788456080286536;
+
+    /// <summary>erf(x), relative error about 1e-16. Series with positive terms for |x| &lt; 1, continued-fraction erfc beyond.</summary>
+    internal static double Erf(double x)
+    {
+        double ax = Math.Abs(x);
+        if (double.IsNaN(x))
+        {
+            return x;
+        }
+        if (ax < 1)
+        {
+            return ErfSeries(x);
+        }
+        double r = 1 - ErfcContinuedFraction(ax);
+        return x < 0 ? -r : r;
+    }
+
+    /// <summary>erfc(x) = 1 − erf(x) without cancellation for large x (relative error about 1e-15).</summary>
+    internal static double Erfc(double x)
+    {
+        if (double.IsNaN(x))
+        {
+            return x;
+        }
+        if (x < 1)
+        {
+            // erfc ≥ 0.157 here, so 1 − erf loses at most a few bits; for x ≤ −1 erfc = 2 − erfc(−x) ∈ (1, 2).
+            return x > -1 ? 1 - ErfSeries(x) : 2 - ErfcContinuedFraction(-x);
+        }
+        return ErfcContinuedFraction(x);
+    }
+
+    /// <summary>
+    /// erf(x) = 2/√π · e^(−x²) · Σₙ 2ⁿ x^(2n+1) / (1·3·…·(2n+1)): every term is positive, so the sum has no cancellation.
+    /// </summary>
+    private static double ErfSeries(double x)
+    {
+        double x2 = x * x;
+        double term = x;
+        double sum = x;
+        for (int n = 1; n < 60; n++)
+        {
+            term *= 2 * x2 / ((2 * n) + 1);
+            sum += term;
+            if (Math.Abs(term) <= Math.Abs(sum) * 1e-17)
+            {
+                break;
+            }
+        }
+        return TwoOverSqrtPi * Math.Exp(-x2) * sum;
+    }
+
+    /// <summary>erfc(x) for x ≥ 1: e^(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))) by the modified Lentz method.</summary>
+    private static double ErfcContinuedFraction(double x)
+    {
+        if (x > 27.3)
+        {
+            return 0;
+        }
+        const double tiny = 1e-300;
+        double f = x;
+        double c = x;
+        double d = 0;
+        for (int k = 1; k < 400; k++)
+        {
+            double a = k * 0.5;
+            d = x + (a * d);
+            d = d == 0 ? tiny : d;
+            c = x + (a / c);
+            c = c == 0 ? tiny : c;
+            d = 1 / d;
+            double delta = c * d;
+            f *= delta;
+            if (Math.Abs(delta - 1) < 1e-17)
+            {
+                break;
+            }
+        }
+        // e^(−x²) split as e^(−h²)·e^(−(x²−h²)) keeps the exponent's argument exact enough for large x.
+        double h = Math.Round(x * 64) / 64;
+        double rest = (x - h) * (x + h);
+        return Math.Exp(-(h * h)) * Math.Exp(-rest) * OneOverSqrtPi / f;
+    }
+
+    /// <summary>x·Φ(x) = x·erfc(−x/√2)/2, with no cancellation for negative x.</summary>
+    internal static double GeluErf(double x) => double.IsNegativeInfinity(x) ? -0.0 : 0.5 * x * Erfc(-x * OneOverSqrt2);
+
+    /// <summary>0.5·x·(1 + tanh(u)) written as x·σ(2u), which does not cancel for negative x.</summary>
+    internal static double GeluTanh(double x)
+    {
+        if (double.IsNegativeInfinity(x))
+        {
+            return -0.0;
+        }
+        double u = SqrtTwoOverPi * (x + (0.044715 * x * x * x));
+        return x * Sigmoid(2 * u);
+    }
+
+    /// <summary>1/(1 + e^(−x)), evaluated without overflow on either side.</summary>
+    internal static double Sigmoid(double x)
+    {
+        if (x >= 0)
+        {
+            return 1 / (1 + Math.Exp(-x));
+        }
+        double e = Math.Exp(x);
+        return e / (1 + e);
+    }
+
+    /// <summary>x·σ(x); −Inf gives −0 rather than NaN.</summary>
+    internal static double Silu(double x) => double.IsNegativeInfinity(x) ? -0.0 : x * Sigmoid(x);
+
+    // ---- conversions (the cast rules) ------------------------------------------------------------------------
+
+    /// <summary>F64 → BF16 bits, rounded once: round to 24 bits by round-to-odd, then to nearest even at 8 bits.</summary>
+    internal static ushort DoubleToBf16(double v)
+    {
+        float f = (float)v;
+        if (double.IsNaN(v) || (double)f == v)
+        {
+            return HalfConvert.FloatToBf16(f);
+        }
+        uint bits = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsInfinity(f) || Math.Abs((double)f) > Math.Abs(v))
+        {
+            // Step back toward zero so the 24-bit value is the truncation (float max when v overflowed F32).
+            bits--;
+        }
+        return HalfConvert.FloatToBf16(BitConverter.UInt32BitsToSingle(bits | 1u));
+    }
+
+    /// <summary>I64 → BF16 bits, rounded once.</summary>
+    internal static ushort LongToBf16(long v)
+    {
+        if (v > -(1L << 24) && v < 1L << 24)
+        {
+            return HalfConvert.FloatToBf16(v);
+        }
+        // (float)v rounds to 24 bits; redo that step as round-to-odd so the 8-bit rounding is the only one.
+        ulong m = v < 0 ? (ulong)-(v + 1) + 1 : (ulong)v;
+        int shift = 64 - 24 - System.Numerics.BitOperations.LeadingZeroCount(m);
+        ulong kept = m >> shift;
+        if ((m & ((1UL << shift) - 1)) != 0)
+        {
+            kept |= 1;
+        }
+        double truncated = Math.ScaleB(kept, shift);
+        return HalfConvert.FloatToBf16((float)(v < 0 ? -truncated : truncated));
+    }
+
+    /// <summary>F64 → F16 bits, rounded once (.NET converts double to Half directly).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ushort DoubleToF16(double v) => BitConverter.HalfToUInt16Bits((Half)v);
+
+    /// <summary>F32 → F16 bits, round to nearest even.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ushort FloatToF16(float v) => BitConverter.HalfToUInt16Bits((Half)v);
+
+    /// <summary>I64 → F16 bits: beyond ±2²⁴ both steps overflow to ±Inf, below it the F32 step is exact.</summary>
+    internal static ushort LongToF16(long v) => FloatToF16(v);
+
+    /// <summary>Float → integer: truncate toward zero, saturate at [lo, hi], NaN → 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long SaturateToLong(double v, long lo, long hi)
+    {
+        if (double.IsNaN(v))
+        {
+            return 0;
+        }
+        if (v >= hi)
+        {
+            return hi;
+        }
+        if (v <= lo)
+        {
+            return lo;
+        }
+        return (long)v;
+    }
+
+    /// <summary>Float → I64: like <see cref="SaturateToLong"/> with the 2⁶³ bounds, which double represents exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long SaturateToI64(double v)
+    {
+        if (double.IsNaN(v))
+        {
+            return 0;
+        }
+        if (v >= 9.2233720368547758E18)
+        {
+            return long.MaxValue;
+        }
+        if (v <= -9.2233720368547758E18)
+        {
+            return long.MinValue;
+        }
+        return (long)v;
+    }
+}

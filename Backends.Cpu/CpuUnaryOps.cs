@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+
+namespace Hal.Backends.Cpu;
+
+/// <summary>
+/// One element-wise unary op: a scalar form for F32 and F64 and, when <see cref="IsVectorized"/>, 256- and 128-bit F32
+/// forms. Transcendental F32 ops evaluate in double and round once, which keeps them within 1 ULP.
+/// </summary>
+internal interface IUnaryOp
+{
+    static abstract float Invoke(float x);
+
+    static abstract double Invoke(double x);
+
+    static virtual bool IsVectorized => false;
+
+    static virtual Vector256<float> Invoke(Vector256<float> x) => throw new UnreachableException();
+
+    static virtual Vector128<float> Invoke(Vector128<float> x) => throw new UnreachableException();
+}
+
+internal readonly struct NegOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => -x;
+    public static double Invoke(double x) => -x;
+    public static Vector256<float> Invoke(Vector256<float> x) => -x;
+    public static Vector128<float> Invoke(Vector128<float> x) => -x;
+}
+
+internal readonly struct AbsOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => MathF.Abs(x);
+    public static double Invoke(double x) => Math.Abs(x);
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256.Abs(x);
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128.Abs(x);
+}
+
+internal readonly struct ReluOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+
+    // Max propagates NaN, as relu(NaN) should.
+    public static float Invoke(float x) => float.Max(x, 0f);
+    public static double Invoke(double x) => double.Max(x, 0d);
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256.Max(x, Vector256<float>.Zero);
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128.Max(x, Vector128<float>.Zero);
+}
+
+internal readonly struct SquareOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => x * x;
+    public static double Invoke(double x) => x * x;
+    public static Vector256<float> Invoke(Vector256<float> x) => x * x;
+    public static Vector128<float> Invoke(Vector128<float> x) => x * x;
+}
+
+internal readonly struct SqrtOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => MathF.Sqrt(x);
+    public static double Invoke(double x) => Math.Sqrt(x);
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256.Sqrt(x);
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128.Sqrt(x);
+}
+
+internal readonly struct RsqrtOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+
+    // 1/sqrt(x) with two correct roundings: within 1 ULP (the approximate rsqrt instruction is not).
+    public static float Invoke(float x) => 1f / MathF.Sqrt(x);
+    public static double Invoke(double x) => 1d / Math.Sqrt(x);
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256<float>.One / Vector256.Sqrt(x);
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128<float>.One / Vector128.Sqrt(x);
+}
+
+internal readonly struct ReciprocalOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => 1f / x;
+    public static double Invoke(double x) => 1d / x;
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256<float>.One / x;
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128<float>.One / x;
+}
+
+internal readonly struct RoundOp : IUnaryOp
+{
+    public static bool IsVectorized => true;
+    public static float Invoke(float x) => MathF.Round(x, MidpointRounding.ToEven);
+    public static double Invoke(double x) => Math.Round(x, MidpointRounding.ToEven);
+    public static Vector256<float> Invoke(Vector256<float> x) => Vector256.Round(x);
+    public static Vector128<float> Invoke(Vector128<float> x) => Vector128.Round(x);
+}
+
+internal readonly struct ExpOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)Math.Exp(x);
+    public static double Invoke(double x) => Math.Exp(x);
+}
+
+internal readonly struct LogOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)Math.Log(x);
+    public static double Invoke(double x) => Math.Log(x);
+}
+
+internal readonly struct SinOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)Math.Sin(x);
+    public static double Invoke(double x) => Math.Sin(x);
+}
+
+internal readonly struct CosOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)Math.Cos(x);
+    public static double Invoke(double x) => Math.Cos(x);
+}
+
+internal readonly struct TanhOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)Math.Tanh(x);
+    public static double Invoke(double x) => Math.Tanh(x);
+}
+
+internal readonly struct SigmoidOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)CpuMath.Sigmoid(x);
+    public static double Invoke(double x) => CpuMath.Sigmoid(x);
+}
+
+internal readonly struct SiluOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)CpuMath.Silu(x);
+    public static double Invoke(double x) => CpuMath.Silu(x);
+}
+
+internal readonly struct GeluTanhOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)CpuMath.GeluTanh(x);
+    public static double Invoke(double x) => CpuMath.GeluTanh(x);
+}
+
+internal readonly struct GeluErfOp : IUnaryOp
+{
+    public static float Invoke(float x) => (float)CpuMath.GeluErf(x);
+    public static double Invoke(double x) => CpuMath.GeluErf(x);
+}

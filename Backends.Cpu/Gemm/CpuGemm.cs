@@ -1,0 +1,185 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace Hal.Backends.Cpu.Gemm;
+
+// Legend: C[M, N] = alpha · A[M, K] · B[K, N] + beta · C + bias[N] for one matrix of a batch.
+// Goto/BLIS loop nest: jc over N in nc panels → pc over K in kc blocks (pack B panel, shared by all workers)
+// → ic over M in mc blocks (each worker packs its own A block) → jr over NR strips → ir over MR strips → micro-kernel.
+
+/// <summary>Cache-blocking sizes, in elements.</summary>
+/// <param name="Kc">Depth of a packed block: one kc × NR B strip should stay in L1.</param>
+/// <param name="Mc">Rows of a packed A block (a multiple of MR): the mc × kc block should stay in L2.</param>
+/// <param name="Nc">Columns of a packed B panel (a multiple of NR): the kc × nc panel lives in L3.</param>
+internal readonly record struct GemmBlocking(int Kc, int Mc, int Nc);
+
+/// <summary>The packed, register-tiled, multithreaded GEMM engine for one matrix.</summary>
+internal static unsafe class CpuGemm
+{
+    /// <summary>Below this many multiply-adds a plain loop beats packing.</summary>
+    internal const long SmallWork = 16 * 16 * 16;
+
+    /// <summary>Below this many multiply-adds one thread does the whole matrix (thread hand-off costs more).</summary>
+    internal const long SerialWork = 64 * 64 * 64;
+
+    private const int Alignment = 64;
+
+    /// <summary>Computes one matrix product; beta = 0 never reads C; <paramref name="bias"/> is null or [N].</summary>
+    public static void Run<T, TKernel, TLoad>(
+        GemmOperand a, GemmOperand b, T* c, long ldc, int m, int n, int k,
+        T alpha, T beta, T* bias, int threads, GemmBlocking blocking)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TKernel : IGemmMicroKernel<T>
+        where TLoad : IElementLoader<T>
+    {
+        if (m == 0 || n == 0)
+        {
+            return;
+        }
+        if (k == 0)
+        {
+            ScaleAndBias(c, ldc, m, n, beta, bias);
+            return;
+        }
+        long work = (long)m * n * k;
+        if (work <= SmallWork)
+        {
+            Naive<T, TLoad>(a, b, c, ldc, m, n, k, alpha, beta, bias);
+            return;
+        }
+        if (work <= SerialWork)
+        {
+            threads = 1;
+        }
+
+        int mr = TKernel.Mr;
+        int nr = TKernel.Nr;
+        int kcMax = Math.Min(blocking.Kc, k);
+        int ncMax = Math.Min(RoundUp(blocking.Nc, nr), RoundUp(n, nr));
+        int mcMax = Math.Min(RoundUp(blocking.Mc, mr), RoundUp(m, mr));
+        T* panelB = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * ncMax * sizeof(T)), Alignment);
+        try
+        {
+            for (int jc = 0; jc < n; jc += ncMax)
+            {
+                int nb = Math.Min(ncMax, n - jc);
+                int strips = (nb + nr - 1) / nr;
+                for (int pc = 0; pc < k; pc += kcMax)
+                {
+                    int kb = Math.Min(kcMax, k - pc);
+                    // Only the first k block applies beta and the bias; later blocks accumulate into C.
+                    bool first = pc == 0;
+                    T betaBlock = first ? beta : T.One;
+                    T* biasBlock = first && bias != null ? bias + jc : null;
+
+                    ForRange(strips, threads, 1, (s0, s1) =>
+                        GemmPacking.PackB<T, TLoad>(b, pc, kb, jc, nb, nr, s0, s1, panelB));
+
+                    // Each worker takes an equal share of MR strips (balanced to one strip), then walks it in mc blocks.
+                    int mStrips = (m + mr - 1) / mr;
+                    ForRange(mStrips, threads, 1, (s0, s1) =>
+                    {
+                        T* packA = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * mcMax * sizeof(T)), Alignment);
+                        try
+                        {
+                            int end = Math.Min(m, s1 * mr);
+                            for (int ic = s0 * mr; ic < end; ic += mcMax)
+                            {
+                                int mb = Math.Min(mcMax, end - ic);
+                                GemmPacking.PackA<T, TLoad>(a, ic, mb, pc, kb, mr, packA);
+                                MacroKernel<T, TKernel>(packA, panelB, c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
+                            }
+                        }
+                        finally
+                        {
+                            NativeMemory.AlignedFree(packA);
+                        }
+                    });
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(panelB);
+        }
+    }
+
+    /// <summary>All micro-tiles of one packed A block against one packed B panel.</summary>
+    private static void MacroKernel<T, TKernel>(T* packA, T* panelB, T* c, long ldc, int mb, int nb, int kb, T alpha, T beta, T* bias)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TKernel : IGemmMicroKernel<T>
+    {
+        int mr = TKernel.Mr;
+        int nr = TKernel.Nr;
+        for (int jr = 0; jr < nb; jr += nr)
+        {
+            int cols = Math.Min(nr, nb - jr);
+            T* stripB = panelB + ((long)jr * kb);
+            T* biasTile = bias != null ? bias + jr : null;
+            for (int ir = 0; ir < mb; ir += mr)
+            {
+                int rows = Math.Min(mr, mb - ir);
+                TKernel.Run(kb, packA + ((long)ir * kb), stripB, c + (ir * ldc) + jr, ldc, rows, cols, alpha, beta, biasTile);
+            }
+        }
+    }
+
+    /// <summary>C = beta · C + bias: the whole product when K = 0.</summary>
+    private static void ScaleAndBias<T>(T* c, long ldc, int m, int n, T beta, T* bias)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            T* row = c + (i * ldc);
+            for (int j = 0; j < n; j++)
+            {
+                T v = beta == T.Zero ? T.Zero : beta * row[j];
+                row[j] = bias != null ? v + bias[j] : v;
+            }
+        }
+    }
+
+    /// <summary>Unpacked triple loop for tiny products, accumulating in the compute type.</summary>
+    private static void Naive<T, TLoad>(GemmOperand a, GemmOperand b, T* c, long ldc, int m, int n, int k, T alpha, T beta, T* bias)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        where TLoad : IElementLoader<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            T* row = c + (i * ldc);
+            for (int j = 0; j < n; j++)
+            {
+                T acc = T.Zero;
+                for (int p = 0; p < k; p++)
+                {
+                    acc += TLoad.Load(a.Data, a.Index(i, p)) * TLoad.Load(b.Data, b.Index(p, j));
+                }
+                T v = alpha * acc;
+                if (beta != T.Zero)
+                {
+                    v += beta * row[j];
+                }
+                row[j] = bias != null ? v + bias[j] : v;
+            }
+        }
+    }
+
+    /// <summary>Splits [0, count) into one contiguous range per worker.</summary>
+    private static void ForRange(int count, int workers, int minPerWorker, Action<int, int> body)
+    {
+        workers = Math.Max(1, Math.Min(workers, count / Math.Max(1, minPerWorker)));
+        if (workers <= 1)
+        {
+            body(0, count);
+            return;
+        }
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        {
+            int s0 = (int)((long)count * w / workers);
+            int s1 = (int)((long)count * (w + 1) / workers);
+            body(s0, s1);
+        });
+    }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+}
