@@ -124,60 +124,44 @@ internal sealed partial class CpuKernels
         return new Tensor(buffer, 0, shape, DType.F32, ownsBuffer: true);
     }
 
-    /// <summary>An F32 copy of a 16-bit tensor (exact: every F16/BF16 value is an F32 value).</summary>
-    internal static unsafe Tensor Widen(Tensor t)
+    /// <summary>An F32 copy of a 16-bit tensor (exact: every F16/BF16 value is an F32 value), converted in parallel blocks.</summary>
+    internal unsafe Tensor Widen(Tensor t)
     {
         var f = TempF32Like(t);
-        ToF32((ushort*)Address(t), t.DType, (float*)Address(f), t.ElementCount);
+        nint src = (nint)Address(t), dst = (nint)Address(f);
+        DType dtype = t.DType;
+        ParallelFor((t.ElementCount + ConvertBlock - 1) / ConvertBlock, ConvertBlock, (start, end) =>
+        {
+            long first = start * ConvertBlock;
+            long count = Math.Min(t.ElementCount, end * ConvertBlock) - first;
+            CpuConvert.Load16(dtype, (ushort*)src + first, (float*)dst + first, count);
+        });
         return f;
     }
 
     /// <summary>Rounds an F32 tensor into a 16-bit tensor of the same element count (round to nearest even).</summary>
-    internal static unsafe void Narrow(Tensor f32, Tensor dst)
+    internal unsafe void Narrow(Tensor f32, Tensor dst)
     {
-        float* s = (float*)Address(f32);
-        ushort* d = (ushort*)Address(dst);
+        nint s = (nint)Address(f32), d = (nint)Address(dst);
+        DType dtype = dst.DType;
         long n = dst.ElementCount;
-        if (dst.DType == DType.BF16)
+        ParallelFor((n + ConvertBlock - 1) / ConvertBlock, ConvertBlock, (start, end) =>
         {
-            for (long i = 0; i < n; i++)
-            {
-                d[i] = HalfConvert.FloatToBf16(s[i]);
-            }
-        }
-        else
-        {
-            for (long i = 0; i < n; i++)
-            {
-                d[i] = HalfConvert.FloatToF16(s[i]);
-            }
-        }
+            long first = start * ConvertBlock;
+            long count = Math.Min(n, end * ConvertBlock) - first;
+            CpuConvert.Store16(dtype, (float*)s + first, (ushort*)d + first, count);
+        });
     }
 
-    private static unsafe void ToF32(ushort* s, DType dtype, float* d, long n)
-    {
-        if (dtype == DType.BF16)
-        {
-            for (long i = 0; i < n; i++)
-            {
-                d[i] = HalfConvert.Bf16ToFloat(s[i]);
-            }
-        }
-        else
-        {
-            for (long i = 0; i < n; i++)
-            {
-                d[i] = HalfConvert.F16ToFloat(s[i]);
-            }
-        }
-    }
+    /// <summary>Elements per block of a parallel 16-bit conversion (a multiple of every vector width).</summary>
+    private const long ConvertBlock = 4096;
 
     /// <summary>
     /// Runs <paramref name="body"/> with every 16-bit tensor among <paramref name="inputs"/> and <paramref name="outputs"/>
     /// replaced by an F32 copy (outputs are copied too, so in-place updates read the old values), then rounds the
     /// F32 outputs back into their 16-bit tensors. Tensors of other dtypes (and nulls) pass through unchanged.
     /// </summary>
-    internal static void ViaF32(Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[], Tensor?[]> body)
+    internal void ViaF32(Tensor?[] inputs, Tensor?[] outputs, Action<Tensor?[], Tensor?[]> body)
     {
         var ins = new Tensor?[inputs.Length];
         var outs = new Tensor?[outputs.Length];

@@ -17,7 +17,7 @@ internal sealed partial class CpuKernels
     public void Lars(Tensor param, Tensor grad, Tensor momentumBuffer, LarsConfig config) =>
         OptimizerDispatch(param, grad, [momentumBuffer], (p, g, s) => LarsCore(p, g, s[0], config));
 
-    private static void OptimizerDispatch(Tensor param, Tensor grad, Tensor[] states, Action<Tensor, Tensor, Tensor[]> body)
+    private void OptimizerDispatch(Tensor param, Tensor grad, Tensor[] states, Action<Tensor, Tensor, Tensor[]> body)
     {
         if (param.DType.Is16Bit() || grad.DType.Is16Bit())
         {
