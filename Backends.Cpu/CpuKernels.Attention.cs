@@ -100,13 +100,22 @@ internal sealed partial class CpuKernels
                                 continue;
                             }
                             T* qRow = qHead + ((long)(i0 + r) * d);
-                            T tileMax = T.NegativeInfinity;
-                            for (int jj = 0; jj < keys; jj++)
+                            T* kTile = kHead + ((long)j0 * d);
+                            int jj = 0;
+                            for (; jj <= keys - 4; jj += 4)
                             {
-                                T s = scaleT * CpuRowMath.Dot(qRow, kHead + ((long)(j0 + jj) * d), d);
-                                scores[jj] = s;
-                                tileMax = T.Max(tileMax, s);
+                                T* k0 = kTile + ((long)jj * d);
+                                CpuRowMath.Dot4(qRow, k0, k0 + d, k0 + (2 * d), k0 + (3 * d), d, out T s0, out T s1, out T s2, out T s3);
+                                scores[jj] = scaleT * s0;
+                                scores[jj + 1] = scaleT * s1;
+                                scores[jj + 2] = scaleT * s2;
+                                scores[jj + 3] = scaleT * s3;
                             }
+                            for (; jj < keys; jj++)
+                            {
+                                scores[jj] = scaleT * CpuRowMath.Dot(qRow, kTile + ((long)jj * d), d);
+                            }
+                            T tileMax = CpuRowMath.Max(scores, keys);
                             T newMax = T.Max(runMax[r], tileMax);
                             T* accRow = acc + (r * d);
                             if (runMax[r] != newMax)
@@ -117,9 +126,15 @@ internal sealed partial class CpuKernels
                             }
                             runSum[r] += CpuRowMath.ExpShiftSum(scores, newMax, scores, keys);
                             runMax[r] = newMax;
-                            for (int jj = 0; jj < keys; jj++)
+                            T* vTile = vHead + ((long)j0 * d);
+                            for (jj = 0; jj <= keys - 4; jj += 4)
                             {
-                                CpuRowMath.Axpy(scores[jj], vHead + ((long)(j0 + jj) * d), accRow, d);
+                                T* v0 = vTile + ((long)jj * d);
+                                CpuRowMath.Axpy4(scores[jj], v0, scores[jj + 1], v0 + d, scores[jj + 2], v0 + (2 * d), scores[jj + 3], v0 + (3 * d), accRow, d);
+                            }
+                            for (; jj < keys; jj++)
+                            {
+                                CpuRowMath.Axpy(scores[jj], vTile + ((long)jj * d), accRow, d);
                             }
                         }
                     }
@@ -192,7 +207,31 @@ internal sealed partial class CpuKernels
                                 continue;
                             }
                             T* qRow = qHead + ((long)i * d), doRow = doHead + ((long)i * d), dqRow = dqHead + ((long)i * d);
-                            for (int j = j0; j < keys; j++)
+                            int j = j0;
+                            // Four keys at a time: q·k and dO·v as four-way dot products, dq as one four-row update.
+                            for (; j <= keys - 4; j += 4)
+                            {
+                                T* k0 = kHead + ((long)j * d);
+                                T* v0 = vHead + ((long)j * d);
+                                CpuRowMath.Dot4(qRow, k0, k0 + d, k0 + (2 * d), k0 + (3 * d), d, out T s0, out T s1, out T s2, out T s3);
+                                CpuRowMath.Dot4(doRow, v0, v0 + d, v0 + (2 * d), v0 + (3 * d), d, out T dp0, out T dp1, out T dp2, out T dp3);
+                                T p0 = T.Exp((scaleT * s0) - rowLse[i]), p1 = T.Exp((scaleT * s1) - rowLse[i]);
+                                T p2 = T.Exp((scaleT * s2) - rowLse[i]), p3 = T.Exp((scaleT * s3) - rowLse[i]);
+                                T ds0 = scaleT * p0 * (dp0 - rowD[i]), ds1 = scaleT * p1 * (dp1 - rowD[i]);
+                                T ds2 = scaleT * p2 * (dp2 - rowD[i]), ds3 = scaleT * p3 * (dp3 - rowD[i]);
+                                CpuRowMath.Axpy4(ds0, k0, ds1, k0 + d, ds2, k0 + (2 * d), ds3, k0 + (3 * d), dqRow, d);
+                                T* dk0 = dkHead + ((long)j * d);
+                                T* dv0 = dvHead + ((long)j * d);
+                                CpuRowMath.Axpy(p0, doRow, dv0, d);
+                                CpuRowMath.Axpy(p1, doRow, dv0 + d, d);
+                                CpuRowMath.Axpy(p2, doRow, dv0 + (2 * d), d);
+                                CpuRowMath.Axpy(p3, doRow, dv0 + (3 * d), d);
+                                CpuRowMath.Axpy(ds0, qRow, dk0, d);
+                                CpuRowMath.Axpy(ds1, qRow, dk0 + d, d);
+                                CpuRowMath.Axpy(ds2, qRow, dk0 + (2 * d), d);
+                                CpuRowMath.Axpy(ds3, qRow, dk0 + (3 * d), d);
+                            }
+                            for (; j < keys; j++)
                             {
                                 T* kRow = kHead + ((long)j * d);
                                 T p = T.Exp((scaleT * CpuRowMath.Dot(qRow, kRow, d)) - rowLse[i]);

@@ -1,4 +1,4 @@
-using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Hal.Backends.Cpu;
 
@@ -57,6 +57,11 @@ internal sealed partial class CpuKernels
         bool pd = param.DType == DType.F64, gd = grad.DType == DType.F64, md = m.DType == DType.F64, vd = v.DType == DType.F64;
         double b1 = c.Beta1, b2 = c.Beta2;
         double correction1 = 1 - Math.Pow(b1, step), correction2 = 1 - Math.Pow(b2, step);
+        if (!lamb && !pd && !gd && !md && !vd && Vector256.IsHardwareAccelerated)
+        {
+            AdamWF32(n, pp, pg, pm, pv, c, correction1, correction2);
+            return;
+        }
         int chunks = ChunkCount(n, 16);
         var paramSquares = new double[Math.Max(1, chunks)];
         var updateSquares = new double[Math.Max(1, chunks)];
@@ -98,6 +103,49 @@ internal sealed partial class CpuKernels
                 double p = Load(pp, pd, i);
                 double u = ((Load(pm, md, i) / correction1) / (Math.Sqrt(Load(pv, vd, i) / correction2) + c.Epsilon)) + (c.WeightDecay * p);
                 Store(pp, pd, i, p - (c.LearningRate * ratio * u));
+            }
+        });
+    }
+
+    /// <summary>
+    /// AdamW with everything F32, eight lanes at a time: the update is computed in F32 (a few ULP of u, far below the
+    /// rounding of the stored parameter), the bias corrections folded into multipliers once per call.
+    /// </summary>
+    private unsafe void AdamWF32(long n, nint pp, nint pg, nint pm, nint pv, AdamWConfig c, double correction1, double correction2)
+    {
+        var b1 = Vector256.Create((float)c.Beta1);
+        var oneMinusB1 = Vector256.Create((float)(1 - c.Beta1));
+        var b2 = Vector256.Create((float)c.Beta2);
+        var oneMinusB2 = Vector256.Create((float)(1 - c.Beta2));
+        var inverse1 = Vector256.Create((float)(1 / correction1));
+        var inverse2 = Vector256.Create((float)(1 / correction2));
+        var eps = Vector256.Create((float)c.Epsilon);
+        var decay = Vector256.Create((float)c.WeightDecay);
+        var negativeLr = Vector256.Create((float)-c.LearningRate);
+        ParallelFor(n, 16, (start, end) =>
+        {
+            float* p = (float*)pp, g = (float*)pg, m = (float*)pm, v = (float*)pv;
+            long i = start;
+            for (; i <= end - 8; i += 8)
+            {
+                var gi = Vector256.Load(g + i);
+                var pi = Vector256.Load(p + i);
+                var mi = Vector256.FusedMultiplyAdd(b1, Vector256.Load(m + i), oneMinusB1 * gi);
+                var vi = Vector256.FusedMultiplyAdd(b2, Vector256.Load(v + i), oneMinusB2 * gi * gi);
+                mi.Store(m + i);
+                vi.Store(v + i);
+                var u = Vector256.FusedMultiplyAdd(decay, pi, mi * inverse1 / (Vector256.Sqrt(vi * inverse2) + eps));
+                Vector256.FusedMultiplyAdd(negativeLr, u, pi).Store(p + i);
+            }
+            for (; i < end; i++)
+            {
+                float gi = g[i], pi = p[i];
+                float mi = MathF.FusedMultiplyAdd(b1[0], m[i], oneMinusB1[0] * gi);
+                float vi = MathF.FusedMultiplyAdd(b2[0], v[i], oneMinusB2[0] * gi * gi);
+                m[i] = mi;
+                v[i] = vi;
+                float u = MathF.FusedMultiplyAdd(decay[0], pi, mi * inverse1[0] / (MathF.Sqrt(vi * inverse2[0]) + eps[0]));
+                p[i] = MathF.FusedMultiplyAdd(negativeLr[0], u, pi);
             }
         });
     }

@@ -212,6 +212,68 @@ internal static unsafe class CpuRowMath
         return sum;
     }
 
+    /// <summary>Four dot products of a with b0..b3 at once: each load of a serves four FMAs (attention's q·k over a key tile).</summary>
+    internal static void Dot4<T>(T* a, T* b0, T* b1, T* b2, T* b3, int n, out T s0, out T s1, out T s2, out T s3)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        s0 = s1 = s2 = s3 = T.Zero;
+        if (Wide<T>())
+        {
+            var a0 = Vector256<T>.Zero;
+            var a1 = Vector256<T>.Zero;
+            var a2 = Vector256<T>.Zero;
+            var a3 = Vector256<T>.Zero;
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var va = Vector256.Load(a + i);
+                a0 = Fma(va, Vector256.Load(b0 + i), a0);
+                a1 = Fma(va, Vector256.Load(b1 + i), a1);
+                a2 = Fma(va, Vector256.Load(b2 + i), a2);
+                a3 = Fma(va, Vector256.Load(b3 + i), a3);
+            }
+            s0 = Vector256.Sum(a0);
+            s1 = Vector256.Sum(a1);
+            s2 = Vector256.Sum(a2);
+            s3 = Vector256.Sum(a3);
+        }
+        for (; i < n; i++)
+        {
+            s0 = T.FusedMultiplyAdd(a[i], b0[i], s0);
+            s1 = T.FusedMultiplyAdd(a[i], b1[i], s1);
+            s2 = T.FusedMultiplyAdd(a[i], b2[i], s2);
+            s3 = T.FusedMultiplyAdd(a[i], b3[i], s3);
+        }
+    }
+
+    /// <summary>y += c0·x0 + c1·x1 + c2·x2 + c3·x3: one load and store of y for four rows (attention's P·V).</summary>
+    internal static void Axpy4<T>(T c0, T* x0, T c1, T* x1, T c2, T* x2, T c3, T* x3, T* y, int n)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Wide<T>())
+        {
+            var v0 = Vector256.Create(c0);
+            var v1 = Vector256.Create(c1);
+            var v2 = Vector256.Create(c2);
+            var v3 = Vector256.Create(c3);
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var acc = Fma(v0, Vector256.Load(x0 + i), Vector256.Load(y + i));
+                acc = Fma(v1, Vector256.Load(x1 + i), acc);
+                acc = Fma(v2, Vector256.Load(x2 + i), acc);
+                Fma(v3, Vector256.Load(x3 + i), acc).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            T acc = T.FusedMultiplyAdd(c0, x0[i], y[i]);
+            acc = T.FusedMultiplyAdd(c1, x1[i], acc);
+            acc = T.FusedMultiplyAdd(c2, x2[i], acc);
+            y[i] = T.FusedMultiplyAdd(c3, x3[i], acc);
+        }
+    }
+
     /// <summary>Σ (x − c)², the centred sum of squares (two-pass variance, no cancellation).</summary>
     internal static T CentredSumSquares<T>(T* x, T c, int n)
         where T : unmanaged, IFloatingPointIeee754<T>
