@@ -207,7 +207,7 @@ internal sealed partial class CpuKernels
     internal static (long Rows, int Cols) RowsCols(Tensor t)
     {
         int cols = t.Rank == 0 ? 1 : t.Shape[t.Rank - 1];
-        long rows = cols == 0 ? 0 : t.ElementCount / cols;
+        long rows = t.Rank == 0 ? 1 : t.Shape.Product(0, t.Rank - 1);
         return (rows, cols);
     }
 }
