@@ -18,7 +18,7 @@ internal sealed partial class CpuKernels
         }
         if (x.DType.Is16Bit())
         {
-            ViaF32([x, dy], [dx], (i, o) => ActivationBackward(op, i[0]!, i[1]!, o[0]!));
+            ViaF32Rows([], [x, dy, dx], [false, false, true], RowsCols(x).Rows, (_, r) => ActivationBackward(op, r[0], r[1], r[2]));
         }
         else if (x.DType == DType.F64)
         {

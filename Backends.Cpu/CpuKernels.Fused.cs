@@ -203,6 +203,94 @@ internal sealed partial class CpuKernels
         }
     }
 
+    /// <summary>Elements of F32 scratch per tensor in one slab of <see cref="ViaF32Rows"/>: 512 KiB, so a slab's
+    /// widened inputs and outputs stay in cache between the conversion and the kernel.</summary>
+    private const long SlabElements = 1 << 17;
+
+    /// <summary>
+    /// The 16-bit path of a row-wise kernel, slab by slab: <paramref name="rowwise"/> tensors share their leading row
+    /// count (each may have its own row length: a [N] statistic has length 1); per slab of rows, each is viewed, 16-bit
+    /// ones are widened into reused F32 scratch (outputs get scratch of their own, which the kernel writes whole), the kernel runs,
+    /// and 16-bit outputs are rounded back. <paramref name="shared"/> tensors (weights) are widened once. Unlike
+    /// <see cref="ViaF32"/>, nothing the size of the whole tensor is allocated.
+    /// </summary>
+    internal void ViaF32Rows(Tensor?[] shared, Tensor[] rowwise, bool[] isOutput, long rows, Action<Tensor?[], Tensor[]> body)
+    {
+        var sharedF32 = new Tensor?[shared.Length];
+        var scratch = new Tensor?[rowwise.Length];
+        var rowLength = new long[rowwise.Length];
+        long maxLength = 1;
+        for (int t = 0; t < rowwise.Length; t++)
+        {
+            rowLength[t] = rows == 0 ? 0 : rowwise[t].ElementCount / rows;
+            maxLength = Math.Max(maxLength, rowLength[t]);
+        }
+        long slabRows = Math.Max(1, SlabElements / maxLength);
+        try
+        {
+            for (int t = 0; t < shared.Length; t++)
+            {
+                sharedF32[t] = shared[t] is { } w && w.DType.Is16Bit() ? Widen(w) : shared[t];
+            }
+            for (int t = 0; t < rowwise.Length; t++)
+            {
+                if (rowwise[t].DType.Is16Bit())
+                {
+                    scratch[t] = TempF32(rowwise[t].Device, new Shape(checked((int)(Math.Min(slabRows, rows) * rowLength[t]))));
+                }
+            }
+            var views = new Tensor[rowwise.Length];
+            for (long start = 0; start < rows; start += slabRows)
+            {
+                long count = Math.Min(slabRows, rows - start);
+                for (int t = 0; t < rowwise.Length; t++)
+                {
+                    var shape = new Shape(checked((int)count), checked((int)rowLength[t]));
+                    var view = rowwise[t].View(start * rowLength[t], shape);
+                    views[t] = view;
+                    if (scratch[t] is { } f)
+                    {
+                        var f32 = f.View(0, shape);
+                        views[t] = f32;
+                        if (!isOutput[t])
+                        {
+                            unsafe
+                            {
+                                CpuConvert.Load16(view.DType, (ushort*)Address(view), (float*)Address(f32), view.ElementCount);
+                            }
+                        }
+                    }
+                }
+                body(sharedF32, views);
+                for (int t = 0; t < rowwise.Length; t++)
+                {
+                    if (isOutput[t] && scratch[t] is not null)
+                    {
+                        var view = rowwise[t].View(start * rowLength[t], views[t].Shape);
+                        unsafe
+                        {
+                            CpuConvert.Store16(view.DType, (float*)Address(views[t]), (ushort*)Address(view), view.ElementCount);
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            for (int t = 0; t < shared.Length; t++)
+            {
+                if (!ReferenceEquals(sharedF32[t], shared[t]))
+                {
+                    sharedF32[t]?.Dispose();
+                }
+            }
+            foreach (var f in scratch)
+            {
+                f?.Dispose();
+            }
+        }
+    }
+
     /// <summary>Rows (product of all axes but the last) and the last-axis length.</summary>
     internal static (long Rows, int Cols) RowsCols(Tensor t)
     {

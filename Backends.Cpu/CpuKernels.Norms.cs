@@ -11,7 +11,7 @@ internal sealed partial class CpuKernels
     {
         if (x.DType.Is16Bit())
         {
-            ViaF32([x, weight, bias], [y], (i, o) => LayerNorm(i[0]!, i[1]!, i[2], eps, o[0]!, mean, rstd));
+            ViaF32Rows([weight, bias], [x, y, mean, rstd], [false, true, true, true], RowsCols(x).Rows, (w, r) => LayerNorm(r[0], w[0]!, w[1], eps, r[1], r[2], r[3]));
         }
         else if (x.DType == DType.F64)
         {
@@ -27,7 +27,7 @@ internal sealed partial class CpuKernels
     {
         if (x.DType.Is16Bit())
         {
-            ViaF32([x, weight], [y], (i, o) => RmsNorm(i[0]!, i[1]!, eps, o[0]!, rstd));
+            ViaF32Rows([weight], [x, y, rstd], [false, true, true], RowsCols(x).Rows, (w, r) => RmsNorm(r[0], w[0]!, eps, r[1], r[2]));
         }
         else if (x.DType == DType.F64)
         {

@@ -11,7 +11,7 @@ internal sealed partial class CpuKernels
     {
         if (x.DType.Is16Bit())
         {
-            ViaF32([x], [y], (i, o) => Softmax(i[0]!, o[0]!));
+            ViaF32Rows([], [x, y], [false, true], RowsCols(x).Rows, (_, r) => Softmax(r[0], r[1]));
         }
         else if (x.DType == DType.F64)
         {
@@ -27,7 +27,7 @@ internal sealed partial class CpuKernels
     {
         if (x.DType.Is16Bit())
         {
-            ViaF32([x], [y], (i, o) => LogSoftmax(i[0]!, o[0]!));
+            ViaF32Rows([], [x, y], [false, true], RowsCols(x).Rows, (_, r) => LogSoftmax(r[0], r[1]));
         }
         else if (x.DType == DType.F64)
         {
@@ -43,7 +43,7 @@ internal sealed partial class CpuKernels
     {
         if (y.DType.Is16Bit())
         {
-            ViaF32([y, dy], [dx], (i, o) => SoftmaxBackward(i[0]!, i[1]!, o[0]!));
+            ViaF32Rows([], [y, dy, dx], [false, false, true], RowsCols(y).Rows, (_, r) => SoftmaxBackward(r[0], r[1], r[2]));
         }
         else if (y.DType == DType.F64)
         {
@@ -59,7 +59,7 @@ internal sealed partial class CpuKernels
     {
         if (y.DType.Is16Bit())
         {
-            ViaF32([y, dy], [dx], (i, o) => LogSoftmaxBackward(i[0]!, i[1]!, o[0]!));
+            ViaF32Rows([], [y, dy, dx], [false, false, true], RowsCols(y).Rows, (_, r) => LogSoftmaxBackward(r[0], r[1], r[2]));
         }
         else if (y.DType == DType.F64)
         {
@@ -75,7 +75,7 @@ internal sealed partial class CpuKernels
     {
         if (logits.DType.Is16Bit())
         {
-            ViaF32([logits], [], (i, _) => CrossEntropy(i[0]!, targets, losses, lse));
+            ViaF32Rows([], [logits, targets, losses, lse], [false, false, true, true], RowsCols(logits).Rows, (_, r) => CrossEntropy(r[0], r[1], r[2], r[3]));
         }
         else if (logits.DType == DType.F64)
         {
@@ -91,7 +91,7 @@ internal sealed partial class CpuKernels
     {
         if (logits.DType.Is16Bit())
         {
-            ViaF32([logits], [dlogits], (i, o) => CrossEntropyBackward(i[0]!, targets, lse, dlosses, o[0]!));
+            ViaF32Rows([], [logits, targets, lse, dlosses, dlogits], [false, false, false, false, true], RowsCols(logits).Rows, (_, r) => CrossEntropyBackward(r[0], r[1], r[2], r[3], r[4]));
         }
         else if (logits.DType == DType.F64)
         {

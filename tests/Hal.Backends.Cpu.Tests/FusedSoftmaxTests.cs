@@ -162,6 +162,11 @@ public sealed class FusedSoftmaxTests(FusedFixture fx) : IClassFixture<FusedFixt
         var x = RandomArray(seed, shape.ElementCount, -20, 20);
         // Same bound as the small cases with C = 1000.
         AssertClose(SoftmaxReference(Quantize(x, DType.F32), 1000, false), RunForward(x, shape, DType.F32, log: false), (1008 * ComputeEpsilon(DType.F32)) + 6e-8, 1e-300, $"softmax 96x1000 seed={seed}");
+        // BF16 over several 2^17-element slabs of F32 scratch: the same bound plus the BF16 output rounding.
+        var big = new Shape(300, 1000);
+        var xb = Quantize(RandomArray(seed + 1, big.ElementCount, -20, 20), DType.BF16);
+        AssertClose(SoftmaxReference(xb, 1000, false), RunForward(xb, big, DType.BF16, log: false), (1008 * ComputeEpsilon(DType.F32)) + (2 * StorageRounding(DType.BF16)), 1e-300, $"softmax 300x1000 bf16 seed={seed + 1}");
+        AssertClose(SoftmaxReference(xb, 1000, true), RunForward(xb, big, DType.BF16, log: true), 2 * StorageRounding(DType.BF16), 1008 * ComputeEpsilon(DType.F32) * 40, $"log-softmax 300x1000 bf16 seed={seed + 1}");
     }
 
     private (double[] Loss, double[] Lse) RunCrossEntropy(double[] logits, long[] targets, int v, DType dtype)
@@ -196,6 +201,31 @@ public sealed class FusedSoftmaxTests(FusedFixture fx) : IClassFixture<FusedFixt
         double atol = ComputeEpsilon(dtype) * (v + 8) * 16;
         AssertClose(expectedLse, lse, 6e-8, atol, $"cross-entropy lse V={v} {dtype} seed={seed}");
         AssertClose(expectedLoss, loss, 6e-8, atol, $"cross-entropy loss V={v} {dtype} seed={seed}");
+    }
+
+    [Fact]
+    public void CrossEntropyOverSeveralBf16SlabsMatchesReference()
+    {
+        const int seed = 66, n = 300, v = 1000;
+        var logits = Quantize(RandomArray(seed, (long)n * v, -6, 6), DType.BF16);
+        var targets = new long[n];
+        for (int r = 0; r < n; r++)
+        {
+            targets[r] = r % 7 == 3 ? -1 : (r * 37) % v;
+        }
+        var (loss, lse) = RunCrossEntropy(logits, targets, v, DType.BF16);
+        var logSoftmax = SoftmaxReference(logits, v, log: true);
+        var expectedLoss = new double[n];
+        var expectedLse = new double[n];
+        for (int r = 0; r < n; r++)
+        {
+            expectedLse[r] = logits[(long)r * v] - logSoftmax[(long)r * v];
+            expectedLoss[r] = targets[r] < 0 ? 0 : -logSoftmax[((long)r * v) + targets[r]];
+        }
+        // As the small cases: F32 outputs, (V + 8)·ε_F32 times the magnitudes (|x| ≤ 6, log V ≤ 7).
+        double atol = ComputeEpsilon(DType.F32) * (v + 8) * 16;
+        AssertClose(expectedLse, lse, 6e-8, atol, $"cross-entropy lse 300x1000 bf16 seed={seed}");
+        AssertClose(expectedLoss, loss, 6e-8, atol, $"cross-entropy loss 300x1000 bf16 seed={seed}");
     }
 
     [Theory]
