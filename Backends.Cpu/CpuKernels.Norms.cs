@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Hal.Backends.Cpu;
 
@@ -126,22 +127,11 @@ internal sealed partial class CpuKernels
                 T* dxr = (T*)pdx + (r * c);
                 T mu = centred ? T.CreateTruncating(((float*)pm)[r]) : T.Zero;
                 T inv = T.CreateTruncating(((float*)pr)[r]);
-                T sumG = T.Zero, sumGx = T.Zero;
-                for (int i = 0; i < c; i++)
+                fixed (T* dwp = dwPart, dbp = dbPart)
                 {
-                    T xhat = (xr[i] - mu) * inv;
-                    T g = dyr[i] * w[i];
-                    sumG += g;
-                    sumGx = T.FusedMultiplyAdd(g, xhat, sumGx);
-                    dwPart[i] = T.FusedMultiplyAdd(dyr[i], xhat, dwPart[i]);
-                    dbPart[i] += dyr[i];
-                }
-                T meanG = centred ? sumG / count : T.Zero;
-                T meanGx = sumGx / count;
-                for (int i = 0; i < c; i++)
-                {
-                    T xhat = (xr[i] - mu) * inv;
-                    dxr[i] = inv * (T.FusedMultiplyAdd(-xhat, meanGx, (dyr[i] * w[i]) - meanG));
+                    var (sumG, sumGx) = NormBackwardSums(xr, dyr, w, mu, inv, dwp, dbp, c);
+                    T meanG = centred ? sumG / count : T.Zero;
+                    NormBackwardDx(xr, dyr, w, mu, inv, meanG, sumGx / count, dxr, c);
                 }
             }
             dwParts[chunk] = dwPart;
@@ -162,6 +152,71 @@ internal sealed partial class CpuKernels
             {
                 db[i] = sb;
             }
+        }
+    }
+
+    /// <summary>
+    /// One row's Σ g and Σ g·x̂ (g = dy ⊙ w, x̂ = (x − μ)·rstd), and its contribution to the chunk's dweight (dy·x̂) and
+    /// dbias (dy) partials.
+    /// </summary>
+    private static unsafe (T SumG, T SumGx) NormBackwardSums<T>(T* x, T* dy, T* w, T mu, T inv, T* dw, T* db, int c)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        T sumG = T.Zero, sumGx = T.Zero;
+        if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        {
+            var vm = Vector256.Create(mu);
+            var vi = Vector256.Create(inv);
+            var accG = Vector256<T>.Zero;
+            var accGx = Vector256<T>.Zero;
+            for (; i <= c - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var xhat = (Vector256.Load(x + i) - vm) * vi;
+                var d = Vector256.Load(dy + i);
+                var g = d * Vector256.Load(w + i);
+                accG += g;
+                accGx = CpuRowMath.Fma(g, xhat, accGx);
+                CpuRowMath.Fma(d, xhat, Vector256.Load(dw + i)).Store(dw + i);
+                (Vector256.Load(db + i) + d).Store(db + i);
+            }
+            sumG = Vector256.Sum(accG);
+            sumGx = Vector256.Sum(accGx);
+        }
+        for (; i < c; i++)
+        {
+            T xhat = (x[i] - mu) * inv;
+            T g = dy[i] * w[i];
+            sumG += g;
+            sumGx = T.FusedMultiplyAdd(g, xhat, sumGx);
+            dw[i] = T.FusedMultiplyAdd(dy[i], xhat, dw[i]);
+            db[i] += dy[i];
+        }
+        return (sumG, sumGx);
+    }
+
+    /// <summary>dx = rstd·(g − mean(g) − x̂·mean(g ⊙ x̂)) for one row.</summary>
+    private static unsafe void NormBackwardDx<T>(T* x, T* dy, T* w, T mu, T inv, T meanG, T meanGx, T* dx, int c)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated && Vector256<T>.IsSupported)
+        {
+            var vm = Vector256.Create(mu);
+            var vi = Vector256.Create(inv);
+            var vg = Vector256.Create(meanG);
+            var vgx = Vector256.Create(-meanGx);
+            for (; i <= c - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                var xhat = (Vector256.Load(x + i) - vm) * vi;
+                var g = (Vector256.Load(dy + i) * Vector256.Load(w + i)) - vg;
+                (vi * CpuRowMath.Fma(xhat, vgx, g)).Store(dx + i);
+            }
+        }
+        for (; i < c; i++)
+        {
+            T xhat = (x[i] - mu) * inv;
+            dx[i] = inv * T.FusedMultiplyAdd(-xhat, meanGx, (dy[i] * w[i]) - meanG);
         }
     }
 }
