@@ -56,40 +56,40 @@ internal sealed partial class CpuKernels
             case UnaryOp.Relu:
                 return x > T.Zero ? one : T.Zero;
             case UnaryOp.Tanh:
-            {
-                T t = T.Tanh(x);
-                return one - (t * t);
-            }
+                {
+                    T t = T.Tanh(x);
+                    return one - (t * t);
+                }
             case UnaryOp.Sigmoid:
-            {
-                T s = one / (one + T.Exp(-x));
-                return s * (one - s);
-            }
+                {
+                    T s = one / (one + T.Exp(-x));
+                    return s * (one - s);
+                }
             case UnaryOp.Silu:
-            {
-                // Where s saturates to 0 or 1 the x·(1 − s) term is 0 (written out so ±Inf·0 cannot make a NaN).
-                T s = one / (one + T.Exp(-x));
-                return s == T.Zero ? T.Zero : s == one ? one : s * (one + (x * (one - s)));
-            }
+                {
+                    // Where s saturates to 0 or 1 the x·(1 − s) term is 0 (written out so ±Inf·0 cannot make a NaN).
+                    T s = one / (one + T.Exp(-x));
+                    return s == T.Zero ? T.Zero : s == one ? one : s * (one + (x * (one - s)));
+                }
             case UnaryOp.GeluTanh:
-            {
-                // d/dx ½x(1 + tanh u), u = k(x + c·x³): ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²).
-                T k = T.CreateTruncating(SqrtTwoOverPi), c = T.CreateTruncating(GeluTanhCubic);
-                T x2 = x * x;
-                T t = T.Tanh(k * (x + (c * x2 * x)));
-                T sech2 = one - (t * t);
-                T tail = sech2 == T.Zero ? T.Zero : half * x * sech2 * k * (one + (T.CreateTruncating(3) * c * x2));
-                return (half * (one + t)) + tail;
-            }
+                {
+                    // d/dx ½x(1 + tanh u), u = k(x + c·x³): ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²).
+                    T k = T.CreateTruncating(SqrtTwoOverPi), c = T.CreateTruncating(GeluTanhCubic);
+                    T x2 = x * x;
+                    T t = T.Tanh(k * (x + (c * x2 * x)));
+                    T sech2 = one - (t * t);
+                    T tail = sech2 == T.Zero ? T.Zero : half * x * sech2 * k * (one + (T.CreateTruncating(3) * c * x2));
+                    return (half * (one + t)) + tail;
+                }
             default:
-            {
-                // d/dx x·Φ(x) = Φ(x) + x·φ(x), Φ(x) = ½(1 + erf(x/√2)), φ(x) = e^(−x²/2)/√(2π).
-                T erf = typeof(T) == typeof(double)
-                    ? T.CreateTruncating(CpuErf.Erf(double.CreateTruncating(x) * InverseSqrtTwo))
-                    : T.CreateTruncating(CpuErf.Erf(float.CreateTruncating(x) * (float)InverseSqrtTwo));
-                T pdf = T.Exp(-half * x * x) * T.CreateTruncating(InverseSqrtTwoPi);
-                return (half * (one + erf)) + (pdf == T.Zero ? T.Zero : x * pdf);
-            }
+                {
+                    // d/dx x·Φ(x) = Φ(x) + x·φ(x), Φ(x) = ½(1 + erf(x/√2)), φ(x) = e^(−x²/2)/√(2π).
+                    T erf = typeof(T) == typeof(double)
+                        ? T.CreateTruncating(CpuErf.Erf(double.CreateTruncating(x) * InverseSqrtTwo))
+                        : T.CreateTruncating(CpuErf.Erf(float.CreateTruncating(x) * (float)InverseSqrtTwo));
+                    T pdf = T.Exp(-half * x * x) * T.CreateTruncating(InverseSqrtTwoPi);
+                    return (half * (one + erf)) + (pdf == T.Zero ? T.Zero : x * pdf);
+                }
         }
     }
 }
