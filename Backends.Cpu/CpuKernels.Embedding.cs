@@ -12,6 +12,7 @@ internal sealed partial class CpuKernels
     public unsafe void Embedding(Tensor weight, Tensor ids, Tensor y)
     {
         // A lookup copies bytes, so every dtype takes the same path and 16-bit values stay bit-exact.
+        CheckIndices("embedding", ids, weight.Shape[0], negativeIgnored: false);
         int c = weight.Shape[weight.Rank - 1];
         long rowBytes = (long)c * weight.DType.SizeInBytes();
         long n = ids.ElementCount;
@@ -28,6 +29,7 @@ internal sealed partial class CpuKernels
 
     public void EmbeddingBackward(Tensor dy, Tensor ids, Tensor dweight)
     {
+        CheckIndices("embedding-backward", ids, dweight.Shape[0], negativeIgnored: false);
         if (dy.DType.Is16Bit())
         {
             ViaF32([dy], [dweight], (i, o) => EmbeddingBackward(i[0]!, ids, o[0]!));

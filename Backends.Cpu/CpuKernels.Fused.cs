@@ -22,6 +22,24 @@ internal sealed partial class CpuKernels
     internal static unsafe long ReadIndex(Tensor t, long i) =>
         t.DType == DType.I32 ? ((int*)Address(t))[i] : ((long*)Address(t))[i];
 
+    /// <summary>
+    /// Checks every index before a kernel dereferences it (an index outside the table would read or write memory
+    /// outside the tensor). Negative indices pass when <paramref name="negativeIgnored"/> (cross-entropy's ignored targets).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">an index is ≥ <paramref name="limit"/>, or negative where not ignored.</exception>
+    internal static void CheckIndices(string op, Tensor indices, long limit, bool negativeIgnored)
+    {
+        for (long i = 0; i < indices.ElementCount; i++)
+        {
+            long index = ReadIndex(indices, i);
+            if (index >= limit || (index < 0 && !negativeIgnored))
+            {
+                throw new ArgumentOutOfRangeException(nameof(indices), index,
+                    $"{op}: index {index} at position {i} is outside [{(negativeIgnored ? "negative = ignored, " : "")}0, {limit})");
+            }
+        }
+    }
+
     /// <summary>Element i of a float tensor (any float dtype) as double.</summary>
     internal static unsafe double ReadFloat(Tensor t, long i) => t.DType switch
     {

@@ -73,6 +73,7 @@ internal sealed partial class CpuKernels
 
     public void CrossEntropy(Tensor logits, Tensor targets, Tensor losses, Tensor lse)
     {
+        CheckIndices("cross-entropy", targets, RowsCols(logits).Cols, negativeIgnored: true);
         if (logits.DType.Is16Bit())
         {
             ViaF32Rows([], [logits, targets, losses, lse], [false, false, true, true], RowsCols(logits).Rows, (_, r) => CrossEntropy(r[0], r[1], r[2], r[3]));
@@ -89,6 +90,7 @@ internal sealed partial class CpuKernels
 
     public void CrossEntropyBackward(Tensor logits, Tensor targets, Tensor lse, Tensor dlosses, Tensor dlogits)
     {
+        CheckIndices("cross-entropy-backward", targets, RowsCols(logits).Cols, negativeIgnored: true);
         if (logits.DType.Is16Bit())
         {
             ViaF32Rows([], [logits, targets, lse, dlosses, dlogits], [false, false, false, false, true], RowsCols(logits).Rows, (_, r) => CrossEntropyBackward(r[0], r[1], r[2], r[3], r[4]));

@@ -64,4 +64,21 @@ public sealed class FusedEdgeCaseTests(FusedFixture fx) : IClassFixture<FusedFix
             AssertClose([0, 0.25, 0.75], fx.Ops.ToDoubleArray(y), 8 * ComputeEpsilon(dtype), 0, $"softmax with −Inf {dtype}");
         }
     }
+
+    [Fact]
+    public void OutOfRangeIndicesThrowBeforeAnyMemoryIsTouched()
+    {
+        using var weight = fx.Ops.FromArray(RandomArray(1600, 12), new Shape(4, 3));
+        using var y = fx.Ops.Empty(new Shape(2, 3));
+        using var tooBig = fx.Ops.FromArray(new long[] { 1, 4 }, new Shape(2), DType.I64);
+        using var negative = fx.Ops.FromArray(new long[] { -1, 0 }, new Shape(2), DType.I32);
+        Assert.Throws<ArgumentOutOfRangeException>(() => fx.Kernels.Embedding(weight, tooBig, y));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fx.Kernels.Embedding(weight, negative, y));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fx.Kernels.EmbeddingBackward(y, tooBig, weight));
+        using var logits = fx.Ops.FromArray(RandomArray(1601, 8), new Shape(2, 4));
+        using var targets = fx.Ops.FromArray(new long[] { -5, 4 }, new Shape(2), DType.I64);
+        using var losses = fx.Ops.Empty(new Shape(2));
+        using var lse = fx.Ops.Empty(new Shape(2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => fx.Kernels.CrossEntropy(logits, targets, losses, lse));
+    }
 }
