@@ -1,0 +1,95 @@
+using System.Numerics;
+
+namespace Hal.Backends.Cpu;
+
+// Backward of the element-wise activations: dx = dy · op'(x), element by element over tensors of any shape.
+internal sealed partial class CpuKernels
+{
+    private const double SqrtTwoOverPi = 0.79788456080286536;
+    private const double GeluTanhCubic = 0.044715;
+    private const double InverseSqrtTwo = 0.70710678118654752;
+    private const double InverseSqrtTwoPi = 0.39894228040143268;
+
+    public void ActivationBackward(UnaryOp op, Tensor x, Tensor dy, Tensor dx)
+    {
+        if (op is not (UnaryOp.Relu or UnaryOp.Tanh or UnaryOp.Sigmoid or UnaryOp.GeluErf or UnaryOp.GeluTanh or UnaryOp.Silu))
+        {
+            throw new NotSupportedException($"ActivationBackward has no {op}; it covers Relu, Tanh, Sigmoid, GeluErf, GeluTanh and Silu");
+        }
+        if (x.DType.Is16Bit())
+        {
+            ViaF32Rows([], [x, dy, dx], [false, false, true], RowsCols(x).Rows, (_, r) => ActivationBackward(op, r[0], r[1], r[2]));
+        }
+        else if (x.DType == DType.F64)
+        {
+            ActivationBackwardCore<double>(op, x, dy, dx);
+        }
+        else
+        {
+            ActivationBackwardCore<float>(op, x, dy, dx);
+        }
+    }
+
+    private unsafe void ActivationBackwardCore<T>(UnaryOp op, Tensor x, Tensor dy, Tensor dx)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        nint px = (nint)Address(x), pdy = (nint)Address(dy), pdx = (nint)Address(dx);
+        // GELU-erf's erf costs tens of operations per element; the others a handful.
+        long cost = op == UnaryOp.GeluErf ? 32 : 4;
+        ParallelFor(x.ElementCount, cost, (start, end) =>
+        {
+            T* xs = (T*)px, dys = (T*)pdy, dxs = (T*)pdx;
+            for (long i = start; i < end; i++)
+            {
+                dxs[i] = dys[i] * Derivative(op, xs[i]);
+            }
+        });
+    }
+
+    /// <summary>op'(x).</summary>
+    private static T Derivative<T>(UnaryOp op, T x)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        T one = T.One, half = T.CreateTruncating(0.5);
+        switch (op)
+        {
+            case UnaryOp.Relu:
+                return x > T.Zero ? one : T.Zero;
+            case UnaryOp.Tanh:
+                {
+                    T t = T.Tanh(x);
+                    return one - (t * t);
+                }
+            case UnaryOp.Sigmoid:
+                {
+                    T s = one / (one + T.Exp(-x));
+                    return s * (one - s);
+                }
+            case UnaryOp.Silu:
+                {
+                    // Where s saturates to 0 or 1 the x·(1 − s) term is 0 (written out so ±Inf·0 cannot make a NaN).
+                    T s = one / (one + T.Exp(-x));
+                    return s == T.Zero ? T.Zero : s == one ? one : s * (one + (x * (one - s)));
+                }
+            case UnaryOp.GeluTanh:
+                {
+                    // d/dx ½x(1 + tanh u), u = k(x + c·x³): ½(1 + t) + ½x(1 − t²)·k(1 + 3c·x²).
+                    T k = T.CreateTruncating(SqrtTwoOverPi), c = T.CreateTruncating(GeluTanhCubic);
+                    T x2 = x * x;
+                    T t = T.Tanh(k * (x + (c * x2 * x)));
+                    T sech2 = one - (t * t);
+                    T tail = sech2 == T.Zero ? T.Zero : half * x * sech2 * k * (one + (T.CreateTruncating(3) * c * x2));
+                    return (half * (one + t)) + tail;
+                }
+            default:
+                {
+                    // d/dx x·Φ(x) = Φ(x) + x·φ(x), Φ(x) = ½(1 + erf(x/√2)), φ(x) = e^(−x²/2)/√(2π).
+                    T erf = typeof(T) == typeof(double)
+                        ? T.CreateTruncating(CpuErf.Erf(double.CreateTruncating(x) * InverseSqrtTwo))
+                        : T.CreateTruncating(CpuErf.Erf(float.CreateTruncating(x) * (float)InverseSqrtTwo));
+                    T pdf = T.Exp(-half * x * x) * T.CreateTruncating(InverseSqrtTwoPi);
+                    return (half * (one + erf)) + (pdf == T.Zero ? T.Zero : x * pdf);
+                }
+        }
+    }
+}
