@@ -16,7 +16,10 @@ public sealed record TrainOptions
 
     public int Channels { get; init; } = 64;
 
+    /// <summary>Peak learning rate, reached after <see cref="WarmupSteps"/> and decayed by a cosine to 10% of itself at the last step.</summary>
     public double LearningRate { get; init; } = 1e-2;
+
+    public int WarmupSteps { get; init; } = 20;
 
     public ulong Seed { get; init; } = 1337;
 
@@ -56,7 +59,6 @@ public static class TrainJob
         var ops = new Ops(device);
         var corpus = new MarkovCorpus(options.VocabSize, options.Successors, options.Seed);
         using var model = new MlpLanguageModel(ops, options.VocabSize, options.Channels, options.Seed);
-        var adamw = new AdamWConfig(options.LearningRate, 0.9, 0.95, 1e-8, 0.0);
         log.WriteLine($"model: mlp-lm V={model.V} C={model.C} F={model.F}, {model.ParameterCount:N0} parameters on {device.Id} ({device.Capabilities.Name})");
         log.WriteLine($"data: synthetic Markov corpus, {corpus.Successors} successors per token, entropy rate {corpus.EntropyRateNats:F4} nats (uniform guess {Math.Log(corpus.VocabSize):F4})");
 
@@ -69,7 +71,7 @@ public static class TrainJob
             using var tgt = ops.FromArray(targets, new Shape(targets.Length));
             double loss = model.Forward(ids, tgt);
             model.Backward();
-            model.Step(adamw, step);
+            model.Step(new AdamWConfig(LearningRateAt(options, step), 0.9, 0.95, 1e-8, 0.0), step);
             losses.Add(loss);
             if (step == 1 || step % options.LogEvery == 0 || step == options.Steps)
             {
@@ -79,5 +81,18 @@ public static class TrainJob
         device.Synchronize();
         double tokensPerSecond = (double)options.Steps * options.BatchTokens / clock.Elapsed.TotalSeconds;
         return new TrainResult(losses, corpus.EntropyRateNats, Math.Log(corpus.VocabSize), model.ParameterCount, tokensPerSecond);
+    }
+
+    /// <summary>Linear warm-up to the peak, then a cosine decay to 10% of it at the last step.</summary>
+    public static double LearningRateAt(TrainOptions options, int step)
+    {
+        double peak = options.LearningRate;
+        if (step <= options.WarmupSteps)
+        {
+            return peak * step / Math.Max(1, options.WarmupSteps);
+        }
+        double progress = (double)(step - options.WarmupSteps) / Math.Max(1, options.Steps - options.WarmupSteps);
+        double minimum = 0.1 * peak;
+        return minimum + (0.5 * (peak - minimum) * (1 + Math.Cos(Math.PI * Math.Min(1, progress))));
     }
 }

@@ -50,3 +50,22 @@ public sealed class TrainJobTests
         Assert.True(e.BytesRequested > 0);
     }
 }
+
+public sealed class LearningRateScheduleTests
+{
+    [Fact]
+    public void WarmsUpLinearlyThenDecaysByACosineToATenth()
+    {
+        var o = new TrainOptions { Steps = 120, WarmupSteps = 20, LearningRate = 1.0 };
+        Assert.Equal(0.05, TrainJob.LearningRateAt(o, 1), 12);
+        Assert.Equal(0.5, TrainJob.LearningRateAt(o, 10), 12);
+        Assert.Equal(1.0, TrainJob.LearningRateAt(o, 20), 12);
+        // Halfway through the decay the cosine is at its midpoint: 0.1 + 0.45.
+        Assert.Equal(0.55, TrainJob.LearningRateAt(o, 70), 12);
+        Assert.Equal(0.1, TrainJob.LearningRateAt(o, 120), 12);
+        for (int s = 21; s <= 120; s++)
+        {
+            Assert.True(TrainJob.LearningRateAt(o, s) <= TrainJob.LearningRateAt(o, s - 1), $"step {s}");
+        }
+    }
+}
