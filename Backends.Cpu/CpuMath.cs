@@ -12,6 +12,9 @@ internal static class CpuMath
     private const double TwoOverSqrtPi = 1.1283791670955126;
     private const double OneOverSqrtPi = 0.56418958354775628;
     private const double OneOverSqrt2 = 0.70710678118654752;
+
+    /// <summary>1/√2 − (double)(1/√2).</summary>
+    private const double OneOverSqrt2Low = -4.833646656726456e-17;
     private const double SqrtTwoOverPi = 0.79788456080286536;
 
     /// <summary>erf(x), relative error about 1e-16. Series with positive terms for |x| &lt; 1, continued-fraction erfc beyond.</summary>
@@ -98,7 +101,23 @@ internal static class CpuMath
     }
 
     /// <summary>x·Φ(x) = x·erfc(−x/√2)/2, with no cancellation for negative x.</summary>
-    internal static double GeluErf(double x) => double.IsNegativeInfinity(x) ? -0.0 : 0.5 * x * Erfc(-x * OneOverSqrt2);
+    internal static double GeluErf(double x)
+    {
+        if (double.IsNegativeInfinity(x))
+        {
+            return -0.0;
+        }
+        // z = −x/√2 carried as zHigh + zLow: for x ≈ −10 erfc's relative condition is 2z² ≈ 100, so the rounding of
+        // z alone would cost ~1e-14. erfc(zHigh + zLow) ≈ erfc(zHigh) − zLow·2/√π·e^(−zHigh²).
+        double zHigh = -x * OneOverSqrt2;
+        double zLow = Math.FusedMultiplyAdd(-x, OneOverSqrt2, -zHigh) + (-x * OneOverSqrt2Low);
+        double erfc = Erfc(zHigh);
+        if (zLow != 0 && Math.Abs(zHigh) < 27)
+        {
+            erfc -= zLow * TwoOverSqrtPi * Math.Exp(-(zHigh * zHigh));
+        }
+        return 0.5 * x * erfc;
+    }
 
     /// <summary>0.5·x·(1 + tanh(u)) written as x·σ(2u), which does not cancel for negative x.</summary>
     internal static double GeluTanh(double x)
