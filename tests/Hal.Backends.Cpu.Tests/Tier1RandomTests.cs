@@ -82,6 +82,18 @@ public sealed class Tier1RandomTests(CpuFixture fx) : IClassFixture<CpuFixture>
     }
 
     [Fact]
+    public void F32NormalIsBitIdenticalToTheSpecFunction()
+    {
+        using var t = fx.Ops.Empty(new Shape(1001));
+        fx.Ops.RandomNormal(t, 21, 3, -1, 0.5);
+        var got = fx.Ops.ToArray<float>(t);
+        for (int i = 0; i < got.Length; i++)
+        {
+            Assert.Equal(Philox.Normal(21, 3 + (ulong)i, -1f, 0.5f), got[i]);
+        }
+    }
+
+    [Fact]
     public void AnOffsetDrawIsTheTailOfTheDrawFromZero()
     {
         using var whole = fx.Ops.Empty(new Shape(100));
