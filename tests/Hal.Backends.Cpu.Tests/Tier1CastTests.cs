@@ -81,6 +81,49 @@ public sealed class Tier1CastTests(CpuFixture fx) : IClassFixture<CpuFixture>
         }
     }
 
+    /// <summary>
+    /// Every finite value of the 16-bit format, the midpoint above it (a tie) and points a quarter-spacing either side,
+    /// cast from F32 by the vectorised kernels, against the reference rounding.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BF16)]
+    [InlineData(DType.F16)]
+    public void F32ToSixteenBitRoundsEveryMidpointLikeTheReference(DType to)
+    {
+        var values = new List<double>();
+        var decoded = new double[65536];
+        var bits = new byte[65536 * 2];
+        for (int b = 0; b < 65536; b++)
+        {
+            bits[2 * b] = (byte)b;
+            bits[(2 * b) + 1] = (byte)(b >> 8);
+        }
+        Numerics.HostConvert.ToDoubles(bits, to, decoded);
+        for (int b = 0; b < 0x7FFF; b++)
+        {
+            double lo = decoded[b], hi = decoded[b + 1];
+            if (double.IsNaN(lo) || double.IsInfinity(lo) || double.IsNaN(hi) || double.IsInfinity(hi))
+            {
+                continue;
+            }
+            double mid = (lo + hi) / 2, q = (hi - lo) / 4;
+            values.AddRange([lo, mid, mid - q, mid + q, -mid, -(mid + q)]);
+        }
+        var src = values.ToArray();
+        using var a = fx.Ops.FromArray(src, new Shape(src.Length), DType.F64);
+        using var f = fx.Ops.Empty(new Shape(src.Length));
+        fx.Ops.Cast(a, f);
+        Assert.Equal(src, fx.Ops.ToDoubleArray(f)); // every point has at most 13 significant bits: exact in F32
+        using var h = fx.Ops.Empty(new Shape(src.Length), to);
+        fx.Ops.Cast(f, h);
+        var got = fx.Ops.ToDoubleArray(h);
+        for (int i = 0; i < src.Length; i++)
+        {
+            double want = Reference.RoundTo(src[i], to);
+            Assert.True(got[i] == want, $"f32→{to.Name()}: {src[i]:R} gave {got[i]:R}, want {want:R}");
+        }
+    }
+
     [Fact]
     public void LargeI64RoundsOnceToFloatTargets()
     {
