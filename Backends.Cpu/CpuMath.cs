@@ -68,6 +68,30 @@ internal static class CpuMath
         return TwoOverSqrtPi * Math.Exp(-x2) * sum;
     }
 
+    /// <summary>1/(2n+1), so the F32 series multiplies where the F64 one divides.</summary>
+    private static readonly double[] InverseOdd = [.. Enumerable.Range(0, 96).Select(n => 1.0 / ((2 * n) + 1))];
+
+    /// <summary>
+    /// The same series for |x| &lt; 3 to about 1e-13 relative, enough for F32 results: reciprocal multiplications
+    /// instead of divisions (one more rounding per term) and an earlier stop.
+    /// </summary>
+    private static double ErfSeriesForF32(double x)
+    {
+        double twoX2 = 2 * x * x;
+        double term = x;
+        double sum = x;
+        for (int n = 1; n < InverseOdd.Length; n++)
+        {
+            term *= twoX2 * InverseOdd[n];
+            sum += term;
+            if (Math.Abs(term) <= Math.Abs(sum) * 1e-14)
+            {
+                break;
+            }
+        }
+        return TwoOverSqrtPi * Math.Exp(-(x * x)) * sum;
+    }
+
     /// <summary>erfc(x) for x ≥ 1: e^(−x²)/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))) by the modified Lentz method.</summary>
     private static double ErfcContinuedFraction(double x, double tolerance = 1e-17)
     {
@@ -135,7 +159,7 @@ internal static class CpuMath
         {
             return -0.0f;
         }
-        double erfc = z < 3 ? (z > -3 ? 1 - ErfSeries(z) : 2 - ErfcContinuedFraction(-z, 1e-12)) : ErfcContinuedFraction(z, 1e-12);
+        double erfc = z < 3 ? (z > -3 ? 1 - ErfSeriesForF32(z) : 2 - ErfcContinuedFraction(-z, 1e-12)) : ErfcContinuedFraction(z, 1e-12);
         return (float)(0.5 * x * erfc);
     }
 
