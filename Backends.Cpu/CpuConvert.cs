@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Hal.Numerics;
@@ -60,18 +61,20 @@ internal static unsafe class CpuConvert
     /// <summary>F16 → F32, exact.</summary>
     internal static void F16ToF32(ushort* src, float* dst, long n)
     {
-        for (long i = 0; i < n; i++)
+        for (long done = 0; done < n; done += int.MaxValue)
         {
-            dst[i] = (float)BitConverter.UInt16BitsToHalf(src[i]);
+            int m = (int)Math.Min(int.MaxValue, n - done);
+            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(src + done, m), new Span<float>(dst + done, m));
         }
     }
 
     /// <summary>F32 → F16 round to nearest even.</summary>
     internal static void F32ToF16(float* src, ushort* dst, long n)
     {
-        for (long i = 0; i < n; i++)
+        for (long done = 0; done < n; done += int.MaxValue)
         {
-            dst[i] = BitConverter.HalfToUInt16Bits((Half)src[i]);
+            int m = (int)Math.Min(int.MaxValue, n - done);
+            TensorPrimitives.ConvertToHalf(new ReadOnlySpan<float>(src + done, m), new Span<Half>(dst + done, m));
         }
     }
 

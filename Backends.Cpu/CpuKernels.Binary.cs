@@ -97,6 +97,20 @@ internal sealed unsafe partial class CpuKernels
         });
     }
 
+    /// <summary>
+    /// Whether the vector forms serve this element type: float types always; integers for every op but Div, whose
+    /// truncation and zero rule need the scalar form.
+    /// </summary>
+    private static bool IsVectorElement<TOp, T>()
+        where TOp : IBinaryOp
+    {
+        if (typeof(T) == typeof(float) || typeof(T) == typeof(double))
+        {
+            return true;
+        }
+        return typeof(TOp) != typeof(DivOp) && (typeof(T) == typeof(int) || typeof(T) == typeof(long) || typeof(T) == typeof(sbyte) || typeof(T) == typeof(byte));
+    }
+
     /// <summary>y[i] = a[i or 0] op b[i or 0] over n elements; the flags say which operands advance.</summary>
     internal static void BinarySpan<TOp, T>(T* a, bool aFull, T* b, bool bFull, T* y, long n)
         where TOp : IBinaryOp
@@ -112,7 +126,7 @@ internal sealed unsafe partial class CpuKernels
             return;
         }
         long i = 0;
-        bool vectorized = TOp.IsVectorized && (typeof(T) == typeof(float) || typeof(T) == typeof(double));
+        bool vectorized = TOp.IsVectorized && IsVectorElement<TOp, T>();
         if (vectorized && Vector256.IsHardwareAccelerated)
         {
             int w = Vector256<T>.Count;

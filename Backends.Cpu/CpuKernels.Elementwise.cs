@@ -133,6 +133,15 @@ internal sealed unsafe partial class CpuKernels
     internal static void MapF32<TOp>(float* x, float* y, long n)
         where TOp : IUnaryOp
     {
+        if (TOp.HasSpanF32)
+        {
+            for (long done = 0; done < n; done += int.MaxValue)
+            {
+                int m = (int)Math.Min(int.MaxValue, n - done);
+                TOp.Invoke(new ReadOnlySpan<float>(x + done, m), new Span<float>(y + done, m));
+            }
+            return;
+        }
         long i = 0;
         if (TOp.IsVectorized)
         {

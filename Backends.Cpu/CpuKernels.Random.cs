@@ -66,9 +66,25 @@ internal sealed unsafe partial class CpuKernels
             }
             return;
         }
+        // The spec's Box–Muller (Philox.Normal) with each block computed once for its four lanes.
+        ulong block = ulong.MaxValue;
+        uint x0 = 0, x1 = 0, x2 = 0, x3 = 0;
         for (int i = 0; i < m; i++)
         {
-            dst[i] = Philox.Normal(seed, first + (ulong)i, a, b);
+            ulong g = first + (ulong)i;
+            if (g / 4 != block)
+            {
+                block = g / 4;
+                (x0, x1, x2, x3) = Philox.Block(seed, block);
+            }
+            int lane = (int)(g % 4);
+            (uint p, uint q) = lane < 2 ? (x0, x1) : (x2, x3);
+            float u1 = ((p >> 8) + 1) * Philox.UnitScale;
+            float u2 = (q >> 8) * Philox.UnitScale;
+            float r = MathF.Sqrt(-2.0f * MathF.Log(u1));
+            float theta = 2.0f * MathF.PI * u2;
+            float z = (lane & 1) == 0 ? r * MathF.Cos(theta) : r * MathF.Sin(theta);
+            dst[i] = a + (b * z);
         }
     }
 

@@ -151,7 +151,8 @@ internal sealed unsafe partial class CpuKernels
     {
         long i = 0;
         T acc = identity;
-        bool vectorized = TOp.IsVectorized && (typeof(T) == typeof(float) || typeof(T) == typeof(double));
+        // Integer sums wrap, and wrapping addition is associative, so lanes give the scalar loop's result.
+        bool vectorized = TOp.IsVectorized && IsVectorElement<TOp, T>();
         if (vectorized && Vector256.IsHardwareAccelerated && n >= 4 * Vector256<T>.Count)
         {
             int w = Vector256<T>.Count;
