@@ -6,7 +6,10 @@ namespace Hal;
 /// so implementations trust their inputs. Tensors are contiguous row-major views; outputs never alias inputs
 /// unless stated. 16-bit float dtypes compute and accumulate in F32; F64 computes in F64.
 /// Integer-to-float casts round to nearest even; float-to-integer casts truncate toward zero and saturate, NaN → 0;
-/// anything to Bool is (x != 0); Bool to anything is 0 or 1.
+/// integer-to-narrower-integer casts saturate (300 → i8 is 127); anything to Bool is (x != 0); Bool to anything is 0 or 1.
+/// Integer Div truncates toward zero and a division by zero gives 0. Index kernels raise
+/// <see cref="ArgumentOutOfRangeException"/> naming the index, its position and the valid range before writing anything.
+/// Freeing a buffer waits for queued work that uses it, so temporaries may be disposed right after queuing.
 /// </summary>
 public interface IKernels
 {
