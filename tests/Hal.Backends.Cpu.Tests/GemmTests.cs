@@ -135,6 +135,43 @@ public sealed class GemmTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(5, 17, 9)]
+    [InlineData(40, 70, 300)]
+    public void F32_SubnormalInputs_MatchReference(int m, int n, int k)
+    {
+        // A holds F32 subnormals (|a| < 2^-126 ≈ 1.18e-38), B values in [-1, 1): every product and partial sum is subnormal.
+        const int seed = 71;
+        var av = Array.ConvertAll(RandomValues(m * k, seed, -1, 1), v => v * 1e-39);
+        var bv = RandomValues(k * n, seed + 1, -1, 1);
+        using var a = _ops.FromArray(av, new Shape(m, k), DType.F32);
+        using var b = _ops.FromArray(bv, new Shape(k, n), DType.F32);
+        using var c = _ops.FromArray(new double[m * n], new Shape(m, n), DType.F32);
+        var stored = _ops.ToDoubleArray(a);
+        Assert.Contains(stored, v => v != 0 && Math.Abs(v) < Math.Pow(2, -126));
+        _ops.Gemm(a, b, c);
+        var got = _ops.ToDoubleArray(c);
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                double expected = 0, sumAbs = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    expected += stored[(i * k) + p] * bv[(p * n) + j];
+                    sumAbs += Math.Abs(stored[(i * k) + p] * bv[(p * n) + j]);
+                }
+                // Higham's model with gradual underflow: fl(x op y) = (x op y)(1 + δ) + η with |δ| ≤ u = 2^-24 and
+                // |η| ≤ 2^-150 (half the smallest subnormal); over K products and K sums that is
+                // γ_K · Σ|a||b| + 2K · 2^-150 (partial sums can grow past 2^-126 into the normal range).
+                double u = Math.Pow(2, -24);
+                double tol = (k * u / (1 - (k * u)) * sumAbs) + (2 * k * Math.Pow(2, -150));
+                double err = Math.Abs(got[(i * n) + j] - expected);
+                Assert.True(err <= tol, $"seed {seed} M={m} N={n} K={k}: C[{i},{j}] = {got[(i * n) + j]:E6}, expected {expected:E6}, |err| {err:E3} > tol {tol:E3}");
+            }
+        }
+    }
+
     private sealed record Case(
         DType DType, int M, int N, int K, int Seed,
         bool TransA = false, bool TransB = false, double Alpha = 1, double Beta = 0, bool Bias = false,
