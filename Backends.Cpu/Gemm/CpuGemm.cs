@@ -57,6 +57,7 @@ internal static unsafe class CpuGemm
         int kcMax = Math.Min(blocking.Kc, k);
         int ncMax = Math.Min(RoundUp(blocking.Nc, nr), RoundUp(n, nr));
         int mcMax = Math.Min(RoundUp(blocking.Mc, mr), RoundUp(m, mr));
+        int stripsPerBlock = mcMax / mr;
         T* panelB = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * ncMax * sizeof(T)), Alignment);
         try
         {
@@ -75,17 +76,26 @@ internal static unsafe class CpuGemm
                     ForRange(strips, threads, 1, (s0, s1) =>
                         GemmPacking.PackB<T, TLoad>(b, pc, kb, jc, nb, nr, s0, s1, panelB));
 
-                    // Each worker takes an equal share of MR strips (balanced to one strip), then walks it in mc blocks.
+                    // Workers take row chunks of about mc rows from a shared counter: balanced when the cores are
+                    // free, and a worker that was descheduled simply takes fewer chunks.
                     int mStrips = (m + mr - 1) / mr;
-                    ForRange(mStrips, threads, 1, (s0, s1) =>
+                    int chunks = Math.Max(1, (mStrips + stripsPerBlock - 1) / stripsPerBlock);
+                    chunks = RoundUp(chunks, Math.Min(threads, chunks));
+                    int stripsPerChunk = (mStrips + chunks - 1) / chunks;
+                    int nextChunk = 0;
+                    RunWorkers(Math.Min(threads, chunks), () =>
                     {
                         T* packA = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * mcMax * sizeof(T)), Alignment);
                         try
                         {
-                            int end = Math.Min(m, s1 * mr);
-                            for (int ic = s0 * mr; ic < end; ic += mcMax)
+                            for (int chunk = Interlocked.Increment(ref nextChunk) - 1; chunk < chunks; chunk = Interlocked.Increment(ref nextChunk) - 1)
                             {
-                                int mb = Math.Min(mcMax, end - ic);
+                                int ic = chunk * stripsPerChunk * mr;
+                                int mb = Math.Min(stripsPerChunk * mr, m - ic);
+                                if (mb <= 0)
+                                {
+                                    continue;
+                                }
                                 GemmPacking.PackA<T, TLoad>(a, ic, mb, pc, kb, mr, packA);
                                 MacroKernel<T, TKernel>(packA, panelB, c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
                             }
@@ -179,6 +189,17 @@ internal static unsafe class CpuGemm
             int s1 = (int)((long)count * (w + 1) / workers);
             body(s0, s1);
         });
+    }
+
+    /// <summary>Runs <paramref name="body"/> on <paramref name="workers"/> threads at once (the caller's among them).</summary>
+    private static void RunWorkers(int workers, Action body)
+    {
+        if (workers <= 1)
+        {
+            body();
+            return;
+        }
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, _ => body());
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;

@@ -17,13 +17,13 @@ public sealed class GemmTests : IDisposable
 
     public void Dispose() => _device.Dispose();
 
-    /// <summary>Sizes around the F32 6×16 / F64 6×8 tiles, the k block (256) and the m blocks (72, 144).</summary>
+    /// <summary>Sizes around the F32 6×16 / F64 6×8 tiles, the k blocks (F64 256, F32 384) and the m blocks (72, 144).</summary>
     public static TheoryData<int, int, int> Shapes => new()
     {
         { 0, 5, 3 }, { 4, 0, 3 }, { 3, 4, 0 }, { 1, 1, 1 }, { 2, 2, 2 }, { 1, 17, 1 }, { 7, 1, 13 },
         { 5, 15, 7 }, { 6, 16, 8 }, { 7, 17, 9 }, { 13, 31, 17 }, { 12, 32, 16 }, { 65, 63, 33 },
         { 37, 41, 255 }, { 19, 23, 256 }, { 29, 33, 257 }, { 71, 9, 64 }, { 73, 47, 70 },
-        { 143, 17, 40 }, { 144, 16, 36 }, { 145, 33, 31 }, { 150, 150, 150 }, { 96, 160, 513 },
+        { 11, 19, 383 }, { 9, 21, 384 }, { 5, 35, 385 }, { 143, 17, 40 }, { 144, 16, 36 }, { 145, 33, 31 }, { 150, 150, 150 }, { 96, 160, 513 },
     };
 
     public static TheoryData<DType> FloatTypes => new() { DType.F32, DType.F64, DType.F16, DType.BF16 };
@@ -131,6 +131,43 @@ public sealed class GemmTests : IDisposable
                 {
                     Assert.True(double.IsFinite(v), $"seed {seed}: C[{i},{j}] = {v}, expected finite");
                 }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(5, 17, 9)]
+    [InlineData(40, 70, 300)]
+    public void F32_SubnormalInputs_MatchReference(int m, int n, int k)
+    {
+        // A holds F32 subnormals (|a| < 2^-126 ≈ 1.18e-38), B values in [-1, 1): every product and partial sum is subnormal.
+        const int seed = 71;
+        var av = Array.ConvertAll(RandomValues(m * k, seed, -1, 1), v => v * 1e-39);
+        var bv = RandomValues(k * n, seed + 1, -1, 1);
+        using var a = _ops.FromArray(av, new Shape(m, k), DType.F32);
+        using var b = _ops.FromArray(bv, new Shape(k, n), DType.F32);
+        using var c = _ops.FromArray(new double[m * n], new Shape(m, n), DType.F32);
+        var stored = _ops.ToDoubleArray(a);
+        Assert.Contains(stored, v => v != 0 && Math.Abs(v) < Math.Pow(2, -126));
+        _ops.Gemm(a, b, c);
+        var got = _ops.ToDoubleArray(c);
+        for (int i = 0; i < m; i++)
+        {
+            for (int j = 0; j < n; j++)
+            {
+                double expected = 0, sumAbs = 0;
+                for (int p = 0; p < k; p++)
+                {
+                    expected += stored[(i * k) + p] * bv[(p * n) + j];
+                    sumAbs += Math.Abs(stored[(i * k) + p] * bv[(p * n) + j]);
+                }
+                // Higham's model with gradual underflow: fl(x op y) = (x op y)(1 + δ) + η with |δ| ≤ u = 2^-24 and
+                // |η| ≤ 2^-150 (half the smallest subnormal); over K products and K sums that is
+                // γ_K · Σ|a||b| + 2K · 2^-150 (partial sums can grow past 2^-126 into the normal range).
+                double u = Math.Pow(2, -24);
+                double tol = (k * u / (1 - (k * u)) * sumAbs) + (2 * k * Math.Pow(2, -150));
+                double err = Math.Abs(got[(i * n) + j] - expected);
+                Assert.True(err <= tol, $"seed {seed} M={m} N={n} K={k}: C[{i},{j}] = {got[(i * n) + j]:E6}, expected {expected:E6}, |err| {err:E3} > tol {tol:E3}");
             }
         }
     }
