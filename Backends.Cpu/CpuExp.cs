@@ -53,4 +53,23 @@ internal static class CpuExp
         var result = p * f1 * f2;
         return Vector256.ConditionalSelect(Vector256.Equals(x, x), result, x);
     }
+
+    /// <summary>y = exp(x) element-wise (x and y may be the same span); vector lanes then a scalar tail with the same rounding of exp(0) = 1.</summary>
+    internal static void Exp(ReadOnlySpan<float> x, Span<float> y)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float xr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            ref float yr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
+            for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+            {
+                Exp(Vector256.LoadUnsafe(ref xr, (nuint)i)).StoreUnsafe(ref yr, (nuint)i);
+            }
+        }
+        for (; i < x.Length; i++)
+        {
+            y[i] = MathF.Exp(x[i]);
+        }
+    }
 }

@@ -230,4 +230,25 @@ public sealed class Tier1ElementwiseTests(CpuFixture fx) : IClassFixture<CpuFixt
         fx.Ops.Copy(t.View(0, new Shape(6)), t.View(2, new Shape(6)));
         Assert.Equal(new double[] { 0, 1, 0, 1, 2, 3, 4, 5 }, fx.Ops.ToDoubleArray(t));
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    [InlineData(17)]
+    [InlineData(70_000)]
+    public void ExactPointsAreExactOnEveryPath(int n)
+    {
+        // exp(0) = 1, log(1) = 0, exp(−Inf) = 0 exactly, on the scalar tail, the vector body and the threaded path:
+        // composites (cross-entropy of a certain prediction) rely on them to give exactly 0.
+        foreach (var dtype in FloatTypes)
+        {
+            foreach (var (op, input, expected) in new[] { (UnaryOp.Exp, 0.0, 1.0), (UnaryOp.Log, 1.0, 0.0), (UnaryOp.Exp, double.NegativeInfinity, 0.0) })
+            {
+                using var x = fx.Ops.FromArray(Enumerable.Repeat(input, n).ToArray(), new Shape(n), dtype);
+                using var y = fx.Ops.Empty(new Shape(n), dtype);
+                fx.Ops.Unary(op, x, y);
+                Assert.All(fx.Ops.ToDoubleArray(y), v => Assert.Equal(expected, v));
+            }
+        }
+    }
 }
