@@ -84,9 +84,10 @@ internal sealed partial class CpuKernels
             default:
                 {
                     // d/dx x·Φ(x) = Φ(x) + x·φ(x), Φ(x) = ½(1 + erf(x/√2)), φ(x) = e^(−x²/2)/√(2π).
+                    // erf in double for both widths: one rounding to float, within 1 ULP.
                     T erf = typeof(T) == typeof(double)
-                        ? T.CreateTruncating(CpuErf.Erf(double.CreateTruncating(x) * InverseSqrtTwo))
-                        : T.CreateTruncating(CpuErf.Erf(float.CreateTruncating(x) * (float)InverseSqrtTwo));
+                        ? T.CreateTruncating(CpuMath.Erf(double.CreateTruncating(x) * InverseSqrtTwo))
+                        : T.CreateTruncating((float)CpuMath.Erf(float.CreateTruncating(x) * (float)InverseSqrtTwo));
                     T pdf = T.Exp(-half * x * x) * T.CreateTruncating(InverseSqrtTwoPi);
                     return (half * (one + erf)) + (pdf == T.Zero ? T.Zero : x * pdf);
                 }
