@@ -8,7 +8,7 @@ namespace Hal.Backends.Cpu;
 internal sealed partial class CpuKernels
 {
     /// <summary>Below this many elements of work a kernel stays on the calling thread: forking costs more than it saves.</summary>
-    internal const long ParallelThresholdElements = 1 << 15;
+    internal const long ParallelThresholdElements = CpuParallel.MinElementsPerThread;
 
     /// <summary>True for every fused op at F32, F64, F16 and BF16 (for the int8 ops, the float dtype of x or y).</summary>
     public bool Supports(FusedOp op, DType dtype) =>
@@ -72,33 +72,9 @@ internal sealed partial class CpuKernels
         }
     }
 
-    /// <summary>
-    /// Runs body(start, end) over [0, count) in at most <see cref="Threads"/> contiguous chunks; on the calling thread
-    /// alone when count·workPerItem is under <see cref="ParallelThresholdElements"/>.
-    /// </summary>
-    internal void ParallelFor(long count, long workPerItem, Action<long, long> body)
-    {
-        if (count <= 0)
-        {
-            return;
-        }
-        int workers = (int)Math.Min(Threads, count);
-        if (workers <= 1 || count * Math.Max(1, workPerItem) < ParallelThresholdElements)
-        {
-            body(0, count);
-            return;
-        }
-        long chunk = (count + workers - 1) / workers;
-        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
-        {
-            long start = w * chunk;
-            long end = Math.Min(count, start + chunk);
-            if (start < end)
-            {
-                body(start, end);
-            }
-        });
-    }
+    /// <summary>Runs body(start, end) over [0, count) through <see cref="CpuParallel.For"/>, an item weighing <paramref name="workPerItem"/> elements.</summary>
+    internal void ParallelFor(long count, long workPerItem, Action<long, long> body) =>
+        CpuParallel.For(Threads, count, (start, end) => body(start, end), workPerItem);
 
     /// <summary>How many chunks <see cref="ParallelForChunks"/> splits count items into.</summary>
     internal int ChunkCount(long count, long workPerItem) =>
