@@ -32,6 +32,16 @@ public abstract class DeviceBuffer : IDisposable
         }
     }
 
+    /// <summary>
+    /// When the bytes live in host memory that the host may read and write directly (a CPU device, unified memory),
+    /// their address, so that transports such as MPI can skip staging copies. The default is no.
+    /// </summary>
+    public virtual bool TryGetHostPointer(out IntPtr pointer)
+    {
+        pointer = IntPtr.Zero;
+        return false;
+    }
+
     /// <summary>Frees the bytes (idempotent).</summary>
     public void Dispose()
     {

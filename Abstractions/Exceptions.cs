@@ -84,3 +84,26 @@ public sealed class DTypeMismatchException(string op, DType a, DType b)
 {
     public string Op { get; } = op;
 }
+
+/// <summary>A collective did not complete in time: a peer died, stopped answering, or called a different collective.</summary>
+public sealed class CollectiveTimeoutException(int rank, string op, string waitingFor, TimeSpan timeout)
+    : HalException($"rank {rank}: {op} timed out after {timeout.TotalSeconds:0.###} s waiting for {waitingFor}; " +
+        "check that every rank calls the same collectives in the same order, and that no rank died (raise the timeout for slow steps)")
+{
+    public int Rank { get; } = rank;
+
+    public string Op { get; } = op;
+
+    public string WaitingFor { get; } = waitingFor;
+
+    public TimeSpan Timeout { get; } = timeout;
+}
+
+/// <summary>Ranks called one collective with arguments that do not match (op, element count, dtype, root).</summary>
+public sealed class CollectiveMismatchException(int rank, string op, string detail)
+    : HalException($"rank {rank}: {op} arguments differ across ranks: {detail}")
+{
+    public int Rank { get; } = rank;
+
+    public string Op { get; } = op;
+}

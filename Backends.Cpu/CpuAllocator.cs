@@ -35,5 +35,13 @@ public sealed class CpuBuffer : DeviceBuffer
     /// <summary>Address of the first byte.</summary>
     public IntPtr Pointer { get; }
 
+    /// <inheritdoc />
+    public override bool TryGetHostPointer(out IntPtr pointer)
+    {
+        ThrowIfDisposed();
+        pointer = Pointer;
+        return true;
+    }
+
     protected override void Release() => _allocator.Return(this);
 }
