@@ -33,7 +33,9 @@ public sealed class InProcessExactTests
                 {
                     foreach (long count in AllReduceSizes(dtype))
                     {
-                        foreach (bool inPlace in new[] { false, true })
+                        // In place on one small and one ring size keeps the sweep fast; both paths see both forms.
+                        bool[] forms = count == 13 || count > 65 && count % 2 == 1 ? [false, true] : [false];
+                        foreach (bool inPlace in forms)
                         {
                             int salt = (int)(count % 5);
                             using var send = ops.FromArray(Values(comm.Rank, count, salt), new Shape((int)count), dtype);
