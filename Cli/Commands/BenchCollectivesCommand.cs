@@ -40,7 +40,6 @@ internal static class BenchCollectivesCommand
             HelpName = "inproc|mpi",
             DefaultValueFactory = _ => "inproc",
         };
-        comm.AcceptOnlyFromAmong("inproc", "mpi");
         var ranks = new Option<int?>("--ranks")
         {
             Description = $"Number of ranks (inproc: 1–{MaxInProcessRanks}, default the processor count, at least 2; mpi: the world size).",
@@ -87,7 +86,12 @@ internal static class BenchCollectivesCommand
                 throw new UsageException($"--iters: {iters} is not a positive count");
             }
             var spec = new CollectiveBenchSpec(collective, type, ReduceOp.Sum, sizeList, iters);
-            bool mpi = parse.GetValue(comm) == "mpi";
+            string commKind = parse.GetValue(comm) ?? "inproc";
+            if (commKind is not ("inproc" or "mpi"))
+            {
+                throw new UsageException($"--comm: '{commKind}' is not a communicator; expected inproc or mpi");
+            }
+            bool mpi = commKind == "mpi";
             int? requestedRanks = parse.GetValue(ranks);
             using var session = globals.OpenSession(parse);
             var rows = mpi
@@ -278,6 +282,10 @@ internal static class BenchCollectivesCommand
         {
             table.AddColumns("peer busbw (GB/s)", "ratio");
         }
+        foreach (var column in table.Columns)
+        {
+            column.NoWrap();
+        }
         if (rows.Count > 0)
         {
             table.Title = new TableTitle(Markup.Escape($"{rows[0].Op}, {rows[0].Comm}, {rows[0].Ranks} rank{(rows[0].Ranks == 1 ? "" : "s")}"));
@@ -302,6 +310,12 @@ internal static class BenchCollectivesCommand
             }
             table.AddRow([.. cells]);
         }
-        Output.Console(stdout).Write(table);
+        var console = Output.Console(stdout);
+        if (!ReferenceEquals(stdout, Console.Out) || Console.IsOutputRedirected)
+        {
+            // Not a terminal: Spectre would assume 80 columns and fold the nccl-tests header; a log file has room.
+            console.Profile.Width = 200;
+        }
+        console.Write(table);
     }
 }
