@@ -53,12 +53,13 @@ internal static class ConformanceCommand
             var options = new CollectiveConformanceOptions { Quick = parse.GetValue(quick) };
             string backendName = parse.GetValue(backend) ?? "cpu";
             using var session = globals.OpenSession(parse);
-            var results = MpiCommunicator.IsUnderMpirun
+            var (results, printingRank) = MpiCommunicator.IsUnderMpirun
                 ? RunMpi(session, backendName, parse.GetValue(ranks), options)
-                : RunInProcess(session, backendName, parse.GetValue(ranks), options);
+                : (RunInProcess(session, backendName, parse.GetValue(ranks), options), true);
             bool passed = results.All(r => r.Passed);
-            if (results.Count > 0 && results[0].Comm == "mpi" && !IsMpiRankZero)
+            if (!printingRank)
             {
+                // Every rank holds the combined results and exits with the same code; rank 0 reports them.
                 return passed ? 0 : FailedExitCode;
             }
             if (parse.GetValue(json) is { } path)
@@ -71,8 +72,6 @@ internal static class ConformanceCommand
         });
         return command;
     }
-
-    private static bool IsMpiRankZero => RankDevices.MpiRankFromEnvironment() == 0;
 
     private static IReadOnlyList<CollectiveCaseResult> RunInProcess(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
     {
@@ -101,14 +100,14 @@ internal static class ConformanceCommand
         }
     }
 
-    private static IReadOnlyList<CollectiveCaseResult> RunMpi(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
+    private static (IReadOnlyList<CollectiveCaseResult> Results, bool IsRankZero) RunMpi(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
     {
         RankDevices.RequireMpiWorld("conformance --collectives", requestedRanks);
         var device = RankDevices.Open(session, backendName, 1)[0];
         try
         {
             using var world = MpiCommunicator.InitWorld(device);
-            return CollectiveConformance.Run(world, options);
+            return (CollectiveConformance.Run(world, options), world.Rank == 0);
         }
         finally
         {

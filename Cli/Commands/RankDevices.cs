@@ -72,8 +72,4 @@ internal static class RankDevices
         }
         return worldSize;
     }
-
-    /// <summary>This process's rank under mpirun, from OMPI_COMM_WORLD_RANK (0 when unset).</summary>
-    public static int MpiRankFromEnvironment() =>
-        int.TryParse(Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_RANK"), NumberStyles.None, CultureInfo.InvariantCulture, out int r) ? r : 0;
 }
