@@ -14,10 +14,10 @@ public sealed partial class InProcessCommunicator : CommunicatorBase
 {
     /// <summary>
     /// All-reduce messages of at least this many bytes take the ring; smaller ones the direct algorithm. Measured on
-    /// the 2-core development machine (F32, 2 ranks): below this size the ring's extra rendezvous cost more than the
-    /// bandwidth it saves.
+    /// the 2-core development machine (F32, 2 ranks, median time per call): direct 58 µs vs ring slower at 16 KiB;
+    /// ring 69 µs vs direct 155 µs at 64 KiB, and the ring stays ahead above. The switch sits between the two.
     /// </summary>
-    public const long RingMinBytes = 256 * 1024;
+    public const long RingMinBytes = 32 * 1024;
 
     private const int MaxSpanBytes = 1 << 30;
 
