@@ -311,11 +311,9 @@ internal static class BenchCollectivesCommand
             table.AddRow([.. cells]);
         }
         var console = Output.Console(stdout);
-        if (!ReferenceEquals(stdout, Console.Out) || Console.IsOutputRedirected)
-        {
-            // Not a terminal: Spectre would assume 80 columns and fold the nccl-tests header; a log file has room.
-            console.Profile.Width = 200;
-        }
+        // Spectre assumes 80 columns when it cannot tell (a log file, mpirun's forwarding) and would fold the
+        // nccl-tests columns into unreadable slivers; one row per line reads better even where a terminal wraps it.
+        console.Profile.Width = Math.Max(console.Profile.Width, 160);
         console.Write(table);
     }
 }
