@@ -53,7 +53,7 @@ public abstract class CommunicatorBase : ICommunicator
     /// <inheritdoc />
     public void AllReduce(Tensor send, Tensor recv, ReduceOp op)
     {
-        CheckPair("all-reduce", send, recv, recv.ElementCount);
+        CheckPair("all-reduce", send, recv, send.ElementCount);
         Blocking(() => AllReduceCore(send, recv, op));
     }
 
@@ -116,7 +116,7 @@ public abstract class CommunicatorBase : ICommunicator
     /// <inheritdoc />
     public ICollectiveRequest AllReduceAsync(Tensor send, Tensor recv, ReduceOp op)
     {
-        CheckPair("all-reduce", send, recv, recv.ElementCount);
+        CheckPair("all-reduce", send, recv, send.ElementCount);
         return Enqueue(() => AllReduceCore(send, recv, op));
     }
 
