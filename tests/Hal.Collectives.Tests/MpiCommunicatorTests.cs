@@ -1,0 +1,137 @@
+using System.Text.RegularExpressions;
+using Hal.Collectives.Mpi;
+
+namespace Hal.Collectives.Tests;
+
+/// <summary>
+/// The MPI communicator in real processes under mpirun (no mocks). Each test runs one worker scenario and asserts on
+/// mpirun's exit code and the lines the ranks printed. Without Open MPI these tests fail and say to run ./hal.
+/// </summary>
+public sealed class MpiCommunicatorTests
+{
+    // Generous: the 4-rank case sweep runs oversubscribed on 2 cores; the process tree is killed past it.
+    private static readonly TimeSpan CollectivesLimit = TimeSpan.FromSeconds(240);
+    private static readonly TimeSpan ScenarioLimit = TimeSpan.FromSeconds(120);
+
+    [Fact]
+    public void Probe_outside_mpirun_says_the_process_was_not_started_by_mpirun()
+    {
+        MpiRun.RequireMpirun();
+        Assert.False(MpiCommunicator.IsUnderMpirun, "this test must run outside mpirun (OMPI_COMM_WORLD_SIZE is set)");
+
+        var availability = MpiCommunicator.Probe();
+
+        Assert.False(availability.Available);
+        Assert.NotNull(availability.Reason);
+        Assert.Contains("not started by mpirun", availability.Reason);
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Collectives_match_the_double_reference_bit_for_bit(int ranks)
+    {
+        var result = MpiRun.Run(ranks, "collectives", CollectivesLimit);
+
+        AssertEveryCasePassed(result, ranks);
+    }
+
+    [Fact]
+    public void Collectives_staged_through_host_buffers_match_the_double_reference()
+    {
+        var result = MpiRun.Run(2, "collectives-staged", CollectivesLimit);
+
+        AssertEveryCasePassed(result, 2);
+    }
+
+    [Fact]
+    public void A_rank_that_sleeps_past_the_timeout_makes_the_others_raise_a_timeout()
+    {
+        var result = MpiRun.Run(2, "timeout", ScenarioLimit);
+
+        Assert.True(result.ExitCode == 0, $"mpirun exit code {result.ExitCode}:\n{result.Output}");
+        string caught = Assert.Single(result.LinesContaining("rank 0 caught CollectiveTimeoutException"));
+        Assert.Contains("rank=0 timeout=500 ms", caught);
+        Assert.Contains("waiting for the other ranks of MPI_COMM_WORLD (n=2)", caught);
+        Assert.Single(result.LinesContaining("rank 0 refused after timeout"));
+        Assert.Single(result.LinesContaining("rank 1 slept 1500 ms"));
+    }
+
+    [Fact]
+    public void Different_arguments_on_different_ranks_raise_a_mismatch_on_every_rank()
+    {
+        var result = MpiRun.Run(2, "mismatch", ScenarioLimit);
+
+        Assert.True(result.ExitCode == 0, $"mpirun exit code {result.ExitCode}:\n{result.Output}");
+        for (int rank = 0; rank < 2; rank++)
+        {
+            Assert.Contains("element count ranges from 4 to 5", Assert.Single(result.LinesContaining($"rank {rank} count: caught CollectiveMismatchException")));
+            Assert.Contains("dtype differs (f32 vs f64)", Assert.Single(result.LinesContaining($"rank {rank} dtype: caught CollectiveMismatchException")));
+            Assert.Contains("collective differs (all-reduce on some ranks, broadcast on others)", Assert.Single(result.LinesContaining($"rank {rank} collective: caught CollectiveMismatchException")));
+            // 1 + 2: the communicator still reduces correctly after the mismatches.
+            Assert.Single(result.LinesContaining($"rank {rank} all-reduce after mismatches = 3 (expected 3)"));
+        }
+        Assert.Single(result.LinesContaining("rank 1 recv shorter than send: caught CollectiveMismatchException"));
+        Assert.Single(result.LinesContaining("rank 1 recv longer than send: caught CollectiveMismatchException"));
+        Assert.Empty(result.LinesContaining("FAIL"));
+    }
+
+    [Fact]
+    public void Split_by_parity_reduces_within_each_group()
+    {
+        var result = MpiRun.Run(4, "split", ScenarioLimit);
+
+        Assert.True(result.ExitCode == 0, $"mpirun exit code {result.ExitCode}:\n{result.Output}");
+        // Parity groups {0, 2} and {1, 3}: sums of ranks 2 and 4.
+        Assert.Single(result.LinesContaining("rank 0 parity 0: group rank 0/2, sum of ranks 2 (expected 2)"));
+        Assert.Single(result.LinesContaining("rank 2 parity 0: group rank 1/2, sum of ranks 2 (expected 2)"));
+        Assert.Single(result.LinesContaining("rank 1 parity 1: group rank 0/2, sum of ranks 4 (expected 4)"));
+        Assert.Single(result.LinesContaining("rank 3 parity 1: group rank 1/2, sum of ranks 4 (expected 4)"));
+        Assert.Single(result.LinesContaining("rank 0 negative color: no group"));
+        // Key −rank orders the remaining group 3, 2, 1.
+        Assert.Single(result.LinesContaining("rank 3 rest group rank 0/3"));
+        Assert.Single(result.LinesContaining("rank 1 rest group rank 2/3"));
+        Assert.Empty(result.LinesContaining("FAIL"));
+    }
+
+    [Fact]
+    public void Using_a_disposed_communicator_raises_on_the_world_and_its_groups()
+    {
+        var result = MpiRun.Run(2, "dispose", ScenarioLimit);
+
+        Assert.True(result.ExitCode == 0, $"mpirun exit code {result.ExitCode}:\n{result.Output}");
+        // 2 ranks × 4 calls (world all-reduce, barrier, raw all-reduce, sub-group all-reduce).
+        Assert.Equal(8, result.LinesContaining("caught ObjectDisposedException").Length);
+        Assert.Empty(result.LinesContaining("FAIL"));
+    }
+
+    private static void AssertEveryCasePassed(MpiRun.Result result, int ranks)
+    {
+        Assert.True(result.ExitCode == 0, $"mpirun -np {ranks} exit code {result.ExitCode}:\n{string.Join('\n', result.LinesContaining("FAIL").Take(20))}\n{Tail(result.Output)}");
+        Assert.Empty(result.LinesContaining("FAIL"));
+        var final = Regex.Match(result.Output, @"^OK (\d+)$", RegexOptions.Multiline);
+        Assert.True(final.Success, $"no final OK line:\n{Tail(result.Output)}");
+        int cases = int.Parse(final.Groups[1].Value);
+        // Rank 0 prints one "ok" line per case.
+        Assert.Equal(cases, result.Lines.Count(l => l.StartsWith("ok ", StringComparison.Ordinal)));
+        // Every collective × dtype × reduction shows up at the small sizes (exact lines: "n=1" must not match "n=13").
+        var lines = result.Lines.ToHashSet();
+        foreach (string dtype in (string[])["f32", "f64", "f16", "bf16", "i32", "i64"])
+        {
+            foreach (string op in (string[])["Sum", "Mean", "Max", "Min"])
+            {
+                Assert.Contains($"ok all-reduce out-of-place {dtype} {op} n=13", lines);
+                Assert.Contains($"ok all-reduce in-place {dtype} {op} n=1", lines);
+                Assert.Contains($"ok reduce-scatter {dtype} {op} n=7", lines);
+            }
+            Assert.Contains($"ok all-reduce in-place {dtype} Sum n=0", lines);
+            Assert.Contains($"ok all-reduce async {dtype} Sum n=13", lines);
+            Assert.Contains($"ok broadcast {dtype} root={ranks - 1} n=1", lines);
+            Assert.Contains($"ok all-gather {dtype} n=13", lines);
+            Assert.Contains($"ok all-to-all {dtype} block=7", lines);
+            Assert.Single(result.LinesContaining($"ok send-recv {dtype} n=13 "));
+        }
+    }
+
+    private static string Tail(string output) => output.Length <= 4000 ? output : output[^4000..];
+}
