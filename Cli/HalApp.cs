@@ -59,6 +59,7 @@ internal static class HalApp
         globals.AddTo(root);
         root.Subcommands.Add(DevicesCommand.Create(globals));
         root.Subcommands.Add(BenchCommand.Create(globals));
+        root.Subcommands.Add(ConformanceCommand.Create(globals));
         root.Subcommands.Add(TrainCommand.Create(globals));
         root.Subcommands.Add(TestCommand.Create());
         return root;

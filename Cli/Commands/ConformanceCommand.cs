@@ -1,0 +1,146 @@
+using System.CommandLine;
+using System.Globalization;
+using Hal.Collectives.InProcess;
+using Hal.Collectives.Mpi;
+using Hal.Conformance.Collectives;
+using Spectre.Console;
+
+namespace Hal.Cli.Commands;
+
+/// <summary>
+/// <c>hal conformance</c>: checks an implementation against the contract, bit for bit. One mode today:
+/// <c>--collectives [--ranks N] [--quick] [--json FILE]</c> runs the collective catalogue on N in-process ranks, or on
+/// one rank per process under mpirun. Only rank 0 prints; the exit code is 0 only when every case passed.
+/// </summary>
+internal static class ConformanceCommand
+{
+    /// <summary>Exit code when a case failed.</summary>
+    public const int FailedExitCode = 1;
+
+    public static Command Create(GlobalOptions globals)
+    {
+        var collectives = new Option<bool>("--collectives")
+        {
+            Description = "Check the collectives (every collective × dtype × op × size, in and out of place) bit for bit.",
+        };
+        var ranks = new Option<int?>("--ranks")
+        {
+            Description = $"Ranks for --collectives: in process 1–{BenchCollectivesCommand.MaxInProcessRanks} (default the processor count, at least 2); under mpirun the world size.",
+            HelpName = "N",
+        };
+        var backend = new Option<string>("--backend")
+        {
+            Description = "Backend whose devices the ranks use (default cpu).",
+            HelpName = "NAME",
+            DefaultValueFactory = _ => "cpu",
+        };
+        var quick = new Option<bool>("--quick") { Description = "Smaller large cases (16 K elements instead of 1 M)." };
+        var json = new Option<string?>("--json")
+        {
+            Description = "Also write every case result to FILE as a JSON array.",
+            HelpName = "FILE",
+        };
+        var command = new Command("conformance", "Check an implementation against the contract bit for bit (mode: --collectives).")
+        {
+            collectives, ranks, backend, quick, json,
+        };
+        command.SetAction(parse =>
+        {
+            if (!parse.GetValue(collectives))
+            {
+                throw new UsageException("choose what to check: --collectives (the collective catalogue)");
+            }
+            var options = new CollectiveConformanceOptions { Quick = parse.GetValue(quick) };
+            string backendName = parse.GetValue(backend) ?? "cpu";
+            using var session = globals.OpenSession(parse);
+            var (results, printingRank) = MpiCommunicator.IsUnderMpirun
+                ? RunMpi(session, backendName, parse.GetValue(ranks), options)
+                : (RunInProcess(session, backendName, parse.GetValue(ranks), options), true);
+            bool passed = results.All(r => r.Passed);
+            if (!printingRank)
+            {
+                // Every rank holds the combined results and exits with the same code; rank 0 reports them.
+                return passed ? 0 : FailedExitCode;
+            }
+            if (parse.GetValue(json) is { } path)
+            {
+                using var file = new StreamWriter(path);
+                Output.WriteJson(file, results);
+            }
+            Report(parse.InvocationConfiguration.Output, results);
+            return passed ? 0 : FailedExitCode;
+        });
+        return command;
+    }
+
+    private static IReadOnlyList<CollectiveCaseResult> RunInProcess(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
+    {
+        int n = requestedRanks ?? BenchCollectivesCommand.DefaultInProcessRanks();
+        if (n < 1 || n > BenchCollectivesCommand.MaxInProcessRanks)
+        {
+            throw new UsageException($"--ranks: {n} is outside 1–{BenchCollectivesCommand.MaxInProcessRanks} for the in-process communicator");
+        }
+        var devices = RankDevices.Open(session, backendName, n);
+        try
+        {
+            IReadOnlyList<CollectiveCaseResult>? results = null;
+            InProcessWorld.Run(devices, comm =>
+            {
+                var mine = CollectiveConformance.Run(comm, options);
+                if (comm.Rank == 0)
+                {
+                    results = mine;
+                }
+            });
+            return results ?? throw new InvalidOperationException("rank 0 returned no results");
+        }
+        finally
+        {
+            RankDevices.Dispose(devices);
+        }
+    }
+
+    private static (IReadOnlyList<CollectiveCaseResult> Results, bool IsRankZero) RunMpi(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
+    {
+        RankDevices.RequireMpiWorld("conformance --collectives", requestedRanks);
+        var device = RankDevices.Open(session, backendName, 1)[0];
+        try
+        {
+            using var world = MpiCommunicator.InitWorld(device);
+            return (CollectiveConformance.Run(world, options), world.Rank == 0);
+        }
+        finally
+        {
+            device.Dispose();
+        }
+    }
+
+    /// <summary>A table of collective × dtype with pass/fail counts, then every failure with its details, then a total.</summary>
+    private static void Report(TextWriter stdout, IReadOnlyList<CollectiveCaseResult> results)
+    {
+        var console = Output.Console(stdout);
+        var table = new Table().AddColumns("collective", "dtype", "comm", "ranks", "passed", "failed");
+        foreach (var group in results.GroupBy(r => (r.Collective, r.Dtype, r.Comm, r.Ranks)))
+        {
+            int failed = group.Count(r => !r.Passed);
+            table.AddRow(
+                Markup.Escape(group.Key.Collective),
+                Markup.Escape(group.Key.Dtype ?? "-"),
+                Markup.Escape(group.Key.Comm),
+                group.Key.Ranks.ToString(CultureInfo.InvariantCulture),
+                group.Count(r => r.Passed).ToString(CultureInfo.InvariantCulture),
+                failed == 0 ? "0" : $"[red]{failed}[/]");
+        }
+        console.Write(table);
+        var failures = results.Where(r => !r.Passed).ToList();
+        foreach (var f in failures)
+        {
+            string where = f.FirstWrongIndex is { } index
+                ? $"{f.WrongCount} wrong; first on rank {f.FirstWrongRank} at element {index}: expected {f.Expected}, got {f.Actual}"
+                : "";
+            string error = f.Error is { } e ? (where.Length > 0 ? "; " : "") + e : "";
+            stdout.WriteLine($"FAIL {f.Id}: {where}{error}");
+        }
+        stdout.WriteLine($"{results.Count} cases, {results.Count - failures.Count} passed, {failures.Count} failed");
+    }
+}
