@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using Hal.Numerics;
 
 namespace Hal.Backends.Cpu.Gemm;
@@ -63,21 +62,19 @@ internal static unsafe class GemmPacking
         {
             int rows = Math.Min(mr, mb - s);
             T* strip = dst + ((long)s * kb);
-            for (int r = 0; r < rows; r++)
+            // k outer, rows inner: the writes run contiguously through the strip, and the reads walk MR rows of A
+            // in step (row-major A) or one contiguous run of MR elements (transposed A).
+            for (int p = 0; p < kb; p++)
             {
-                long src = a.Index(i0 + s + r, p0);
-                T* d = strip + r;
-                for (int p = 0; p < kb; p++)
+                long src = a.Index(i0 + s, p0 + p);
+                T* d = strip + ((long)p * mr);
+                for (int r = 0; r < rows; r++)
                 {
-                    d[(long)p * mr] = TLoad.Load(a.Data, src + (p * a.ColStride));
+                    d[r] = TLoad.Load(a.Data, src + (r * a.RowStride));
                 }
-            }
-            for (int r = rows; r < mr; r++)
-            {
-                T* d = strip + r;
-                for (int p = 0; p < kb; p++)
+                for (int r = rows; r < mr; r++)
                 {
-                    d[(long)p * mr] = default;
+                    d[r] = default;
                 }
             }
         }
@@ -93,17 +90,17 @@ internal static unsafe class GemmPacking
             int jj = s * nr;
             int cols = Math.Min(nr, nb - jj);
             T* strip = dst + ((long)jj * kb);
-            if (cols == nr && b.ColStride == 1 && typeof(T) == typeof(float) && typeof(TLoad) == typeof(F32Loader) && nr == 16)
+            if (cols == nr && b.ColStride == 1 && (typeof(TLoad) == typeof(F32Loader) || typeof(TLoad) == typeof(F64Loader)))
             {
-                // Row-major F32 B: each k contributes 16 contiguous floats, copied as two vectors.
-                float* src = (float*)b.Data + b.Index(p0, j0 + jj);
-                float* d = (float*)strip;
+                // Row-major F32/F64 B: each k contributes NR contiguous elements, copied as one block.
+                T* src = (T*)b.Data + b.Index(p0, j0 + jj);
+                T* d = strip;
+                uint bytes = (uint)(nr * sizeof(T));
                 for (int p = 0; p < kb; p++)
                 {
-                    Vector256.Load(src).Store(d);
-                    Vector256.Load(src + 8).Store(d + 8);
+                    Unsafe.CopyBlockUnaligned(d, src, bytes);
                     src += b.RowStride;
-                    d += 16;
+                    d += nr;
                 }
                 continue;
             }
