@@ -10,17 +10,18 @@ namespace Hal.Backends.Cpu;
 
 internal sealed partial class CpuKernels
 {
-    // kc = 384 keeps a kc × 16 B strip (24 KiB) within a 32–48 KiB L1 and a 144 × kc A block (216 KiB) within
-    // L2; the 2048-wide B panel (3 MiB) sits in L3. Measured on 1024³ and 2048³ (docs/performance.md): 256, 512 and
-    // 768 for kc and 96–288 for mc were within a few percent of each other.
+    // 256-bit kernels. kc = 384 keeps a kc × 16 B strip (24 KiB) within a 32–48 KiB L1 and a 144 × kc A block
+    // (216 KiB) within L2; the K × 2048 B panel sits in L3. Measured on 1024³ and 2048³ (docs/performance.md): 256,
+    // 512 and 768 for kc and 96–288 for mc were within a few percent of each other.
     private static readonly GemmBlocking F32Blocking = new(Kc: 384, Mc: 144, Nc: 2048);
 
     // Doubles are twice as wide: the same cache budgets with half the depth.
     private static readonly GemmBlocking F64Blocking = new(Kc: 256, Mc: 72, Nc: 2048);
 
-    // AVX-512 12 × 32 (F32) / 12 × 16 (F64) tiles: a B strip is 128 bytes per k, so kc = 256 keeps it at 32 KiB within
-    // the 48 KiB L1 next to the 12 KiB A strip; the 192 × kc A block (192 KiB) sits in the 2 MiB L2 and the
-    // kc × 2048 B panel (2 MiB) in L3.
+    // AVX-512 12 × 32 (F32) / 12 × 16 (F64) tiles: a B strip is 128 bytes per k, so kc = 256 (F32) keeps it at
+    // 32 KiB within the 48 KiB L1 next to the 12 KiB A strip, and kc = 192 (F64: 24 KiB B + 18 KiB A) does the same;
+    // the 192 × kc A block sits in the 2 MiB L2 and the K × 2048 B panel in L3. kc 192–768, mc 96–576 and nc
+    // 256–2048 measured alike at 1024³ (docs/performance.md).
     private static readonly GemmBlocking F32Blocking512 = new(Kc: 256, Mc: 192, Nc: 2048);
     private static readonly GemmBlocking F64Blocking512 = new(Kc: 192, Mc: 192, Nc: 2048);
 
