@@ -10,6 +10,12 @@ public sealed class CpuBackendOptions
 
     /// <summary>Worker threads for kernels; null means one per processor.</summary>
     public int? Threads { get; set; }
+
+    /// <summary>
+    /// Widest vectors the GEMM micro-kernels may use, in bits: 512 (the default) picks the AVX-512 kernels where the
+    /// processor has AVX-512F, 256 keeps the 256-bit ones; tests set 256 to cover both paths on one machine.
+    /// </summary>
+    internal int GemmMaxVectorBits { get; set; } = 512;
 }
 
 /// <summary>The CPU backend: one device, <c>cpu:0</c>, always available.</summary>

@@ -12,7 +12,7 @@ public sealed class CpuDevice : DeviceBase
         : base(id, new DeviceCapabilities(DescribeProcessor(), MachineMemoryBytes(), MachineMemoryBytes(), CpuBackend.SupportedDTypes, IsAsync: false))
     {
         _allocator = new CpuAllocator(this, MachineMemoryBytes(), options.DeviceMemoryBytes);
-        _kernels = new CpuKernels(options.Threads ?? Environment.ProcessorCount);
+        _kernels = new CpuKernels(options.Threads ?? Environment.ProcessorCount, options.GemmMaxVectorBits);
     }
 
     /// <inheritdoc />

@@ -10,13 +10,23 @@ namespace Hal.Backends.Cpu;
 
 internal sealed partial class CpuKernels
 {
-    // kc = 384 keeps a kc × 16 B strip (24 KiB) within a 32–48 KiB L1 and a 144 × kc A block (216 KiB) within
-    // L2; the 2048-wide B panel (3 MiB) sits in L3. Measured on 1024³ and 2048³ (docs/performance.md): 256, 512 and
-    // 768 for kc and 96–288 for mc were within a few percent of each other.
+    // 256-bit kernels. kc = 384 keeps a kc × 16 B strip (24 KiB) within a 32–48 KiB L1 and a 144 × kc A block
+    // (216 KiB) within L2; the K × 2048 B panel sits in L3. Measured on 1024³ and 2048³ (docs/performance.md): 256,
+    // 512 and 768 for kc and 96–288 for mc were within a few percent of each other.
     private static readonly GemmBlocking F32Blocking = new(Kc: 384, Mc: 144, Nc: 2048);
 
     // Doubles are twice as wide: the same cache budgets with half the depth.
     private static readonly GemmBlocking F64Blocking = new(Kc: 256, Mc: 72, Nc: 2048);
+
+    // AVX-512 12 × 32 (F32) / 12 × 16 (F64) tiles: a B strip is 128 bytes per k, so kc = 256 (F32) keeps it at
+    // 32 KiB within the 48 KiB L1 next to the 12 KiB A strip, and kc = 192 (F64: 24 KiB B + 18 KiB A) does the same;
+    // the 192 × kc A block sits in the 2 MiB L2 and the K × 2048 B panel in L3. kc 192–768, mc 96–576 and nc
+    // 256–2048 measured alike at 1024³ (docs/performance.md).
+    private static readonly GemmBlocking F32Blocking512 = new(Kc: 256, Mc: 192, Nc: 2048);
+    private static readonly GemmBlocking F64Blocking512 = new(Kc: 192, Mc: 192, Nc: 2048);
+
+    /// <summary>Vector width of the GEMM micro-kernels this instance runs: 512 (AVX-512F) or 256.</summary>
+    internal int GemmVectorBits { get; }
 
     public unsafe void Gemm(Tensor a, Tensor b, Tensor c, bool transA, bool transB, double alpha, double beta, Tensor? bias)
     {
@@ -27,8 +37,14 @@ internal sealed partial class CpuKernels
         byte* pbias = bias is null ? null : ElementPointer(bias);
         switch (c.DType)
         {
+            case DType.F32 when GemmVectorBits == 512:
+                RunBatches<float, Avx512Kernel12x2V<float>, F32Loader>(shape, pa, pb, (float*)pc, (float)alpha, (float)beta, (float*)pbias, F32Blocking512);
+                break;
             case DType.F32:
                 RunBatches<float, F32Kernel6x16, F32Loader>(shape, pa, pb, (float*)pc, (float)alpha, (float)beta, (float*)pbias, F32Blocking);
+                break;
+            case DType.F64 when GemmVectorBits == 512:
+                RunBatches<double, Avx512Kernel12x2V<double>, F64Loader>(shape, pa, pb, (double*)pc, alpha, beta, (double*)pbias, F64Blocking512);
                 break;
             case DType.F64:
                 RunBatches<double, F64Kernel6x8, F64Loader>(shape, pa, pb, (double*)pc, alpha, beta, (double*)pbias, F64Blocking);
@@ -80,9 +96,16 @@ internal sealed partial class CpuKernels
             {
                 fixed (float* pbias = biasF32)
                 {
-                    CpuGemm.Run<float, F32Kernel6x16, TLoad>(
-                        s.OperandA(a + (s.BatchStrideA * i * 2)), s.OperandB(b + (s.BatchStrideB * i * 2)),
-                        acc, s.N, s.M, s.N, s.K, alpha, 0f, pbias, threads, F32Blocking);
+                    var opA = s.OperandA(a + (s.BatchStrideA * i * 2));
+                    var opB = s.OperandB(b + (s.BatchStrideB * i * 2));
+                    if (GemmVectorBits == 512)
+                    {
+                        CpuGemm.Run<float, Avx512Kernel12x2V<float>, TLoad>(opA, opB, acc, s.N, s.M, s.N, s.K, alpha, 0f, pbias, threads, F32Blocking512);
+                    }
+                    else
+                    {
+                        CpuGemm.Run<float, F32Kernel6x16, TLoad>(opA, opB, acc, s.N, s.M, s.N, s.K, alpha, 0f, pbias, threads, F32Blocking);
+                    }
                 }
                 ushort* dst = c + (s.BatchStrideC * i);
                 for (long e = 0; e < s.BatchStrideC; e++)

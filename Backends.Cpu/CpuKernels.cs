@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+
 namespace Hal.Backends.Cpu;
 
 /// <summary>
@@ -6,9 +8,10 @@ namespace Hal.Backends.Cpu;
 /// </summary>
 internal sealed unsafe partial class CpuKernels : IKernels, IFusedKernels
 {
-    internal CpuKernels(int threads)
+    internal CpuKernels(int threads, int gemmMaxVectorBits = 512)
     {
         Threads = Math.Max(1, threads);
+        GemmVectorBits = gemmMaxVectorBits >= 512 && Avx512F.IsSupported ? 512 : 256;
     }
 
     /// <summary>Worker threads used by parallel kernels.</summary>

@@ -4,13 +4,14 @@ using System.Runtime.InteropServices;
 namespace Hal.Backends.Cpu.Gemm;
 
 // Legend: C[M, N] = alpha · A[M, K] · B[K, N] + beta · C + bias[N] for one matrix of a batch.
-// Goto/BLIS loop nest: jc over N in nc panels → pc over K in kc blocks (pack B panel, shared by all workers)
-// → ic over M in mc blocks (each worker packs its own A block) → jr over NR strips → ir over MR strips → micro-kernel.
+// Loop nest: jc over N in nc panels (pack all K of the B panel, shared by all workers) → ic over M in row chunks of
+// about mc rows (taken by workers) → pc over K in kc blocks (each worker packs its own A block) → jr over NR strips →
+// ir over MR strips → micro-kernel.
 
 /// <summary>Cache-blocking sizes, in elements.</summary>
 /// <param name="Kc">Depth of a packed block: one kc × NR B strip should stay in L1.</param>
 /// <param name="Mc">Rows of a packed A block (a multiple of MR): the mc × kc block should stay in L2.</param>
-/// <param name="Nc">Columns of a packed B panel (a multiple of NR): the kc × nc panel lives in L3.</param>
+/// <param name="Nc">Columns of a packed B panel (a multiple of NR): the K × nc panel (all k blocks) lives in L3.</param>
 internal readonly record struct GemmBlocking(int Kc, int Mc, int Nc);
 
 /// <summary>The packed, register-tiled, multithreaded GEMM engine for one matrix.</summary>
@@ -23,6 +24,9 @@ internal static unsafe class CpuGemm
     internal const long SerialWork = 64 * 64 * 64;
 
     private const int Alignment = 64;
+
+    /// <summary>Largest packed B panel (all of K × nc), in bytes; it lives in L3 either way.</summary>
+    private const long PanelBytes = 32L << 20;
 
     /// <summary>Computes one matrix product; beta = 0 never reads C; <paramref name="bias"/> is null or [N].</summary>
     public static void Run<T, TKernel, TLoad>(
@@ -55,57 +59,66 @@ internal static unsafe class CpuGemm
         int mr = TKernel.Mr;
         int nr = TKernel.Nr;
         int kcMax = Math.Min(blocking.Kc, k);
-        int ncMax = Math.Min(RoundUp(blocking.Nc, nr), RoundUp(n, nr));
+        // The B panel holds every k block of nc columns, so workers never wait on each other between k blocks; nc
+        // shrinks when K is so deep that the panel would pass PanelBytes.
+        int ncBudget = (int)Math.Min(int.MaxValue, PanelBytes / sizeof(T) / k / nr * nr);
+        int ncMax = Math.Min(Math.Min(RoundUp(blocking.Nc, nr), RoundUp(n, nr)), Math.Max(nr, ncBudget));
         int mcMax = Math.Min(RoundUp(blocking.Mc, mr), RoundUp(m, mr));
         int stripsPerBlock = mcMax / mr;
-        T* panelB = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * ncMax * sizeof(T)), Alignment);
+        T* panelB = (T*)NativeMemory.AlignedAlloc((nuint)((long)k * ncMax * sizeof(T)), Alignment);
         try
         {
             for (int jc = 0; jc < n; jc += ncMax)
             {
                 int nb = Math.Min(ncMax, n - jc);
                 int strips = (nb + nr - 1) / nr;
-                for (int pc = 0; pc < k; pc += kcMax)
+                // k block pc starts at panelB + pc · ncMax, so a block of kb ≤ kc rows never overlaps the next.
+                ForRange(strips, threads, 1, (s0, s1) =>
                 {
-                    int kb = Math.Min(kcMax, k - pc);
-                    // Only the first k block applies beta and the bias; later blocks accumulate into C.
-                    bool first = pc == 0;
-                    T betaBlock = first ? beta : T.One;
-                    T* biasBlock = first && bias != null ? bias + jc : null;
-
-                    ForRange(strips, threads, 1, (s0, s1) =>
-                        GemmPacking.PackB<T, TLoad>(b, pc, kb, jc, nb, nr, s0, s1, panelB));
-
-                    // Workers take row chunks of about mc rows from a shared counter: balanced when the cores are
-                    // free, and a worker that was descheduled simply takes fewer chunks.
-                    int mStrips = (m + mr - 1) / mr;
-                    int chunks = Math.Max(1, (mStrips + stripsPerBlock - 1) / stripsPerBlock);
-                    chunks = RoundUp(chunks, Math.Min(threads, chunks));
-                    int stripsPerChunk = (mStrips + chunks - 1) / chunks;
-                    int nextChunk = 0;
-                    RunWorkers(Math.Min(threads, chunks), () =>
+                    for (int pc = 0; pc < k; pc += kcMax)
                     {
-                        T* packA = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * mcMax * sizeof(T)), Alignment);
-                        try
+                        GemmPacking.PackB<T, TLoad>(b, pc, Math.Min(kcMax, k - pc), jc, nb, nr, s0, s1, panelB + ((long)pc * ncMax));
+                    }
+                });
+
+                // Workers take row chunks of about mc rows from a shared counter and run every k block of a chunk:
+                // balanced when the cores are free, a descheduled worker simply takes fewer chunks, and the chunk's
+                // rows of C stay in L2 between k blocks.
+                int mStrips = (m + mr - 1) / mr;
+                int chunks = Math.Max(1, (mStrips + stripsPerBlock - 1) / stripsPerBlock);
+                chunks = RoundUp(chunks, Math.Min(threads, chunks));
+                int stripsPerChunk = (mStrips + chunks - 1) / chunks;
+                int nextChunk = 0;
+                RunWorkers(Math.Min(threads, chunks), () =>
+                {
+                    T* packA = (T*)NativeMemory.AlignedAlloc((nuint)((long)kcMax * stripsPerChunk * mr * sizeof(T)), Alignment);
+                    try
+                    {
+                        for (int chunk = Interlocked.Increment(ref nextChunk) - 1; chunk < chunks; chunk = Interlocked.Increment(ref nextChunk) - 1)
                         {
-                            for (int chunk = Interlocked.Increment(ref nextChunk) - 1; chunk < chunks; chunk = Interlocked.Increment(ref nextChunk) - 1)
+                            int ic = chunk * stripsPerChunk * mr;
+                            int mb = Math.Min(stripsPerChunk * mr, m - ic);
+                            if (mb <= 0)
                             {
-                                int ic = chunk * stripsPerChunk * mr;
-                                int mb = Math.Min(stripsPerChunk * mr, m - ic);
-                                if (mb <= 0)
-                                {
-                                    continue;
-                                }
+                                continue;
+                            }
+                            for (int pc = 0; pc < k; pc += kcMax)
+                            {
+                                int kb = Math.Min(kcMax, k - pc);
+                                // Only the first k block applies beta and the bias; later blocks accumulate into C.
+                                bool first = pc == 0;
+                                T betaBlock = first ? beta : T.One;
+                                T* biasBlock = first && bias != null ? bias + jc : null;
                                 GemmPacking.PackA<T, TLoad>(a, ic, mb, pc, kb, mr, packA);
-                                MacroKernel<T, TKernel>(packA, panelB, c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
+                                MacroKernel<T, TKernel>(packA, panelB + ((long)pc * ncMax), c + (ic * ldc) + jc, ldc, mb, nb, kb, alpha, betaBlock, biasBlock);
                             }
                         }
-                        finally
-                        {
-                            NativeMemory.AlignedFree(packA);
-                        }
-                    });
-                }
+                    }
+                    finally
+                    {
+                        NativeMemory.AlignedFree(packA);
+                    }
+                });
             }
         }
         finally

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Hal.Numerics;
 
 namespace Hal.Backends.Cpu.Gemm;
@@ -63,22 +64,102 @@ internal static unsafe class GemmPacking
         {
             int rows = Math.Min(mr, mb - s);
             T* strip = dst + ((long)s * kb);
-            for (int r = 0; r < rows; r++)
+            if (rows == 12 && mr == 12 && a.ColStride == 1 && typeof(TLoad) == typeof(F32Loader) && Avx.IsSupported)
             {
-                long src = a.Index(i0 + s + r, p0);
-                T* d = strip + r;
-                for (int p = 0; p < kb; p++)
+                PackRowMajorF32Strip12((float*)a.Data + a.Index(i0 + s, p0), a.RowStride, kb, (float*)strip);
+                continue;
+            }
+            // k outer, rows inner: the writes run contiguously through the strip, and the reads walk MR rows of A
+            // in step (row-major A) or one contiguous run of MR elements (transposed A).
+            for (int p = 0; p < kb; p++)
+            {
+                long src = a.Index(i0 + s, p0 + p);
+                T* d = strip + ((long)p * mr);
+                for (int r = 0; r < rows; r++)
                 {
-                    d[(long)p * mr] = TLoad.Load(a.Data, src + (p * a.ColStride));
+                    d[r] = TLoad.Load(a.Data, src + (r * a.RowStride));
+                }
+                for (int r = rows; r < mr; r++)
+                {
+                    d[r] = default;
                 }
             }
-            for (int r = rows; r < mr; r++)
+        }
+    }
+
+    /// <summary>
+    /// One full 12-row strip of row-major F32 A: eight k at a time, the 12 × 8 block is loaded as twelve row vectors and
+    /// transposed in registers (an 8 × 8 and a 4 × 8 transpose), so each k's 12 values are written with two stores.
+    /// </summary>
+    private static void PackRowMajorF32Strip12(float* src, long lda, int kb, float* dst)
+    {
+        int p = 0;
+        for (; p + 8 <= kb; p += 8)
+        {
+            float* s = src + p;
+            var r0 = Avx.LoadVector256(s);
+            var r1 = Avx.LoadVector256(s + lda);
+            var r2 = Avx.LoadVector256(s + (2 * lda));
+            var r3 = Avx.LoadVector256(s + (3 * lda));
+            var r4 = Avx.LoadVector256(s + (4 * lda));
+            var r5 = Avx.LoadVector256(s + (5 * lda));
+            var r6 = Avx.LoadVector256(s + (6 * lda));
+            var r7 = Avx.LoadVector256(s + (7 * lda));
+            var t0 = Avx.UnpackLow(r0, r1);
+            var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3);
+            var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5);
+            var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7);
+            var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44);
+            var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44);
+            var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44);
+            var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44);
+            var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            float* d = dst + ((long)p * 12);
+            // Row k of the transposed block (rows 0..7 of A at column p + k) goes to d + 12k.
+            Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(d + 12, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(d + 24, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(d + 36, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(d + 48, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(d + 60, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(d + 72, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(d + 84, Avx.Permute2x128(u3, u7, 0x31));
+
+            // Rows 8..11: a 4 × 8 transpose; each 128-bit half of v0..v3 holds one k's four values.
+            var r8 = Avx.LoadVector256(s + (8 * lda));
+            var r9 = Avx.LoadVector256(s + (9 * lda));
+            var r10 = Avx.LoadVector256(s + (10 * lda));
+            var r11 = Avx.LoadVector256(s + (11 * lda));
+            var w0 = Avx.UnpackLow(r8, r9);
+            var w1 = Avx.UnpackHigh(r8, r9);
+            var w2 = Avx.UnpackLow(r10, r11);
+            var w3 = Avx.UnpackHigh(r10, r11);
+            var v0 = Avx.Shuffle(w0, w2, 0x44);
+            var v1 = Avx.Shuffle(w0, w2, 0xEE);
+            var v2 = Avx.Shuffle(w1, w3, 0x44);
+            var v3 = Avx.Shuffle(w1, w3, 0xEE);
+            Sse.Store(d + 8, v0.GetLower());
+            Sse.Store(d + 20, v1.GetLower());
+            Sse.Store(d + 32, v2.GetLower());
+            Sse.Store(d + 44, v3.GetLower());
+            Sse.Store(d + 56, v0.GetUpper());
+            Sse.Store(d + 68, v1.GetUpper());
+            Sse.Store(d + 80, v2.GetUpper());
+            Sse.Store(d + 92, v3.GetUpper());
+        }
+        for (; p < kb; p++)
+        {
+            float* d = dst + ((long)p * 12);
+            for (int r = 0; r < 12; r++)
             {
-                T* d = strip + r;
-                for (int p = 0; p < kb; p++)
-                {
-                    d[(long)p * mr] = default;
-                }
+                d[r] = src[(r * lda) + p];
             }
         }
     }
@@ -93,17 +174,17 @@ internal static unsafe class GemmPacking
             int jj = s * nr;
             int cols = Math.Min(nr, nb - jj);
             T* strip = dst + ((long)jj * kb);
-            if (cols == nr && b.ColStride == 1 && typeof(T) == typeof(float) && typeof(TLoad) == typeof(F32Loader) && nr == 16)
+            if (cols == nr && b.ColStride == 1 && (typeof(TLoad) == typeof(F32Loader) || typeof(TLoad) == typeof(F64Loader)))
             {
-                // Row-major F32 B: each k contributes 16 contiguous floats, copied as two vectors.
-                float* src = (float*)b.Data + b.Index(p0, j0 + jj);
-                float* d = (float*)strip;
+                // Row-major F32/F64 B: each k contributes NR contiguous elements, copied as one block.
+                T* src = (T*)b.Data + b.Index(p0, j0 + jj);
+                T* d = strip;
+                uint bytes = (uint)(nr * sizeof(T));
                 for (int p = 0; p < kb; p++)
                 {
-                    Vector256.Load(src).Store(d);
-                    Vector256.Load(src + 8).Store(d + 8);
+                    Unsafe.CopyBlockUnaligned(d, src, bytes);
                     src += b.RowStride;
-                    d += 16;
+                    d += nr;
                 }
                 continue;
             }

@@ -3,8 +3,11 @@ using Hal.Numerics;
 
 namespace Hal.Cli.Bench;
 
-/// <summary>One row of <c>hal bench gemm</c>; JSON field names are a contract: backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak.</summary>
-internal sealed record GemmBenchResult(string Backend, int M, int N, int K, string DType, double Gflops, double PeakGflops, double RatioToPeak);
+/// <summary>
+/// One row of <c>hal bench gemm</c>; JSON field names are a contract: backend, m, n, k, dtype, gflops, peakGflops,
+/// ratioToPeak, plus peakVectorBits (the FMA width the peak was measured with).
+/// </summary>
+internal sealed record GemmBenchResult(string Backend, int M, int N, int K, string DType, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits);
 
 /// <summary>Measures GEMM throughput on a device against this machine's FMA peak measured in the same run.</summary>
 internal static class GemmBench
@@ -23,11 +26,11 @@ internal static class GemmBench
         ArgumentNullException.ThrowIfNull(progress);
         var ops = new Ops(device);
 
-        progress.WriteLine("gemm: measuring the fp32 FMA peak on all processor threads...");
-        double fp32Peak = FmaPeakProbe.MeasureGflops();
+        progress.WriteLine($"gemm: measuring the fp32 FMA peak ({FmaPeakProbe.WidestVectorBits}-bit FMAs) on all processor threads...");
+        var fp32Peak = FmaPeakProbe.Measure();
         // F64 FMAs carry half the lanes of F32 ones; 16-bit dtypes compute in F32.
-        double peak = dtype == DType.F64 ? fp32Peak / 2 : fp32Peak;
-        progress.WriteLine($"gemm: peak {peak:F1} GFLOP/s ({dtype.Name()}, {Environment.ProcessorCount} threads)");
+        double peak = dtype == DType.F64 ? fp32Peak.Gflops / 2 : fp32Peak.Gflops;
+        progress.WriteLine($"gemm: peak {peak:F1} GFLOP/s ({dtype.Name()}, {fp32Peak.VectorBits}-bit FMA, {Environment.ProcessorCount} threads)");
 
         var results = new List<GemmBenchResult>();
         bool warmedUp = false;
@@ -54,8 +57,8 @@ internal static class GemmBench
             double median = runs % 2 == 1 ? seconds[runs / 2] : (seconds[(runs / 2) - 1] + seconds[runs / 2]) / 2;
             double gflops = 2.0 * size * size * size / median / 1e9;
             double ratio = peak > 0 ? gflops / peak : 0;
-            progress.WriteLine($"gemm: {size}³ {dtype.Name()}: {gflops:F1} GFLOP/s, {ratio:P0} of peak (median of {runs} runs, {median * 1e3:F2} ms)");
-            results.Add(new GemmBenchResult(device.Id.Backend, size, size, size, dtype.Name(), gflops, peak, ratio));
+            progress.WriteLine($"gemm: {size}³ {dtype.Name()}: {gflops:F1} GFLOP/s, {ratio:P0} of the {fp32Peak.VectorBits}-bit peak (median of {runs} runs, {median * 1e3:F2} ms)");
+            results.Add(new GemmBenchResult(device.Id.Backend, size, size, size, dtype.Name(), gflops, peak, ratio, fp32Peak.VectorBits));
         }
         return results;
     }

@@ -8,8 +8,8 @@ namespace Hal.Cli.Commands;
 /// <summary><c>hal bench gemm</c>: GEMM throughput on one backend's first device against this machine's measured peak.</summary>
 internal static class BenchCommand
 {
-    /// <summary>One row of <c>hal bench gemm --json</c>: <c>{backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak}</c>.</summary>
-    internal sealed record GemmJson(string Backend, int M, int N, int K, string Dtype, double Gflops, double PeakGflops, double RatioToPeak);
+    /// <summary>One row of <c>hal bench gemm --json</c>: <c>{backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak, peakVectorBits}</c>.</summary>
+    internal sealed record GemmJson(string Backend, int M, int N, int K, string Dtype, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits);
 
     private static readonly int[] DefaultSizes = [256, 1024, 2048];
 
@@ -63,7 +63,7 @@ internal static class BenchCommand
                 }
             },
         };
-        var json = new Option<bool>("--json") { Description = "Print a JSON array of {backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak}." };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array of {backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak, peakVectorBits}." };
         var gemm = new Command("gemm", "GFLOP/s of square GEMMs per size (median after a warm-up) and the ratio to the FMA peak measured in the same run.")
         {
             backend, sizes, dtype, json,
@@ -83,7 +83,7 @@ internal static class BenchCommand
             var stderr = parse.InvocationConfiguration.Error;
             // Progress goes to stderr so that --json output on stdout stays parseable.
             var results = GemmBench.Run(device, parse.GetValue(sizes) ?? DefaultSizes, parse.GetValue(dtype) ?? DType.F32, stderr);
-            var rows = results.Select(r => new GemmJson(r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak)).ToList();
+            var rows = results.Select(r => new GemmJson(r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak, r.PeakVectorBits)).ToList();
             if (parse.GetValue(json))
             {
                 Output.WriteJson(stdout, rows);
@@ -118,7 +118,7 @@ internal static class BenchCommand
 
     private static void WriteTable(TextWriter stdout, List<GemmJson> rows)
     {
-        var table = new Table().AddColumns("backend", "dtype", "size (m=n=k)", "GFLOP/s", "peak GFLOP/s", "ratio to peak");
+        var table = new Table().AddColumns("backend", "dtype", "size (m=n=k)", "GFLOP/s", "peak GFLOP/s", "peak FMA bits", "ratio to peak");
         foreach (var r in rows)
         {
             table.AddRow(
@@ -127,6 +127,7 @@ internal static class BenchCommand
                 r.M == r.N && r.N == r.K ? r.M.ToString(CultureInfo.InvariantCulture) : $"{r.M}x{r.N}x{r.K}",
                 r.Gflops.ToString("0.0", CultureInfo.InvariantCulture),
                 r.PeakGflops.ToString("0.0", CultureInfo.InvariantCulture),
+                r.PeakVectorBits.ToString(CultureInfo.InvariantCulture),
                 r.RatioToPeak.ToString("0.00", CultureInfo.InvariantCulture));
         }
         Output.Console(stdout).Write(table);

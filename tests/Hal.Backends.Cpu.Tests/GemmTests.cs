@@ -1,25 +1,40 @@
+using System.Runtime.Intrinsics.X86;
 using Hal.Numerics;
 
 namespace Hal.Backends.Cpu.Tests;
 
 // Legend: a [batchA, M, K] ([batchA, K, M] when transA), b [batchB, K, N] ([batchB, N, K] when transB),
 // c [batch, M, N], bias [N]. References are plain double loops over the values the device actually stores.
+// Every case runs on two devices: the default one (AVX-512 kernels where the processor has AVX-512F) and one held to
+// the 256-bit kernels, so both kernel families are checked on an AVX-512 machine.
 
 public sealed class GemmTests : IDisposable
 {
     private readonly IDevice _device = new CpuBackend().Open(0);
+    private readonly IDevice _device256 = new CpuBackend(new CpuBackendOptions { GemmMaxVectorBits = 256 }).Open(0);
     private readonly Ops _ops;
+    private readonly Ops _ops256;
 
     public GemmTests()
     {
         _ops = new Ops(_device);
+        _ops256 = new Ops(_device256);
     }
 
-    public void Dispose() => _device.Dispose();
+    public void Dispose()
+    {
+        _device.Dispose();
+        _device256.Dispose();
+    }
 
-    /// <summary>Sizes around the F32 6×16 / F64 6×8 tiles, the k blocks (F64 256, F32 384) and the m blocks (72, 144).</summary>
+    /// <summary>
+    /// Sizes around the 256-bit tiles (F32 6×16, F64 6×8), their k blocks (F64 256, F32 384) and m blocks (72, 144),
+    /// and around the AVX-512 tiles (12×32 F32, 12×16 F64), their k blocks (F32 256, F64 192) and m block (192).
+    /// </summary>
     public static TheoryData<int, int, int> Shapes => new()
     {
+        { 11, 31, 5 }, { 12, 32, 7 }, { 13, 33, 9 }, { 11, 16, 3 }, { 25, 65, 17 }, { 24, 64, 255 }, { 23, 15, 256 },
+        { 12, 17, 191 }, { 13, 31, 192 }, { 11, 47, 193 }, { 191, 33, 20 }, { 192, 32, 21 }, { 193, 31, 22 }, { 12, 32, 513 },
         { 0, 5, 3 }, { 4, 0, 3 }, { 3, 4, 0 }, { 1, 1, 1 }, { 2, 2, 2 }, { 1, 17, 1 }, { 7, 1, 13 },
         { 5, 15, 7 }, { 6, 16, 8 }, { 7, 17, 9 }, { 13, 31, 17 }, { 12, 32, 16 }, { 65, 63, 33 },
         { 37, 41, 255 }, { 19, 23, 256 }, { 29, 33, 257 }, { 71, 9, 64 }, { 73, 47, 70 },
@@ -27,6 +42,14 @@ public sealed class GemmTests : IDisposable
     };
 
     public static TheoryData<DType> FloatTypes => new() { DType.F32, DType.F64, DType.F16, DType.BF16 };
+
+    [Fact]
+    public void KernelWidths_DefaultUsesAvx512WhereSupported_OptionHoldsTo256()
+    {
+        int expected = Avx512F.IsSupported ? 512 : 256;
+        Assert.Equal(expected, ((CpuKernels)_device.Kernels).GemmVectorBits);
+        Assert.Equal(256, ((CpuKernels)_device256.Kernels).GemmVectorBits);
+    }
 
     [Theory]
     [MemberData(nameof(Shapes))]
@@ -97,6 +120,13 @@ public sealed class GemmTests : IDisposable
     [InlineData(DType.BF16, 30, 20, 10)]
     public void NaNAndInfInA_PropagateToTheirRows(DType dtype, int m, int n, int k)
     {
+        NaNAndInfInA(_ops, dtype, m, n, k);
+        NaNAndInfInA(_ops256, dtype, m, n, k);
+    }
+
+    private static void NaNAndInfInA(Ops ops, DType dtype, int m, int n, int k)
+    {
+        int bits = ((CpuKernels)ops.Device.Kernels).GemmVectorBits;
         // Every B value has magnitude in [0.5, 1], so an Inf in A[i, p] makes row i of C ±Inf with the sign of B[p, j].
         const int seed = 51;
         var av = RandomValues(m * k, seed, -1, 1);
@@ -108,11 +138,11 @@ public sealed class GemmTests : IDisposable
         int nanRow = 1, infRow = m - 1, infCol = k / 2;
         av[(nanRow * k) + (k - 1)] = double.NaN;
         av[(infRow * k) + infCol] = double.PositiveInfinity;
-        using var a = _ops.FromArray(av, new Shape(m, k), dtype);
-        using var b = _ops.FromArray(bv, new Shape(k, n), dtype);
-        using var c = _ops.FromArray(new double[m * n], new Shape(m, n), dtype);
-        _ops.Gemm(a, b, c);
-        var got = _ops.ToDoubleArray(c);
+        using var a = ops.FromArray(av, new Shape(m, k), dtype);
+        using var b = ops.FromArray(bv, new Shape(k, n), dtype);
+        using var c = ops.FromArray(new double[m * n], new Shape(m, n), dtype);
+        ops.Gemm(a, b, c);
+        var got = ops.ToDoubleArray(c);
         for (int i = 0; i < m; i++)
         {
             for (int j = 0; j < n; j++)
@@ -120,16 +150,16 @@ public sealed class GemmTests : IDisposable
                 double v = got[(i * n) + j];
                 if (i == nanRow)
                 {
-                    Assert.True(double.IsNaN(v), $"seed {seed}: C[{i},{j}] = {v}, expected NaN");
+                    Assert.True(double.IsNaN(v), $"{bits}-bit kernels, seed {seed}: C[{i},{j}] = {v}, expected NaN");
                 }
                 else if (i == infRow)
                 {
                     double expected = double.CopySign(double.PositiveInfinity, bv[(infCol * n) + j]);
-                    Assert.True(v == expected, $"seed {seed}: C[{i},{j}] = {v}, expected {expected}");
+                    Assert.True(v == expected, $"{bits}-bit kernels, seed {seed}: C[{i},{j}] = {v}, expected {expected}");
                 }
                 else
                 {
-                    Assert.True(double.IsFinite(v), $"seed {seed}: C[{i},{j}] = {v}, expected finite");
+                    Assert.True(double.IsFinite(v), $"{bits}-bit kernels, seed {seed}: C[{i},{j}] = {v}, expected finite");
                 }
             }
         }
@@ -140,17 +170,24 @@ public sealed class GemmTests : IDisposable
     [InlineData(40, 70, 300)]
     public void F32_SubnormalInputs_MatchReference(int m, int n, int k)
     {
+        SubnormalInputs(_ops, m, n, k);
+        SubnormalInputs(_ops256, m, n, k);
+    }
+
+    private static void SubnormalInputs(Ops ops, int m, int n, int k)
+    {
+        int bits = ((CpuKernels)ops.Device.Kernels).GemmVectorBits;
         // A holds F32 subnormals (|a| < 2^-126 ≈ 1.18e-38), B values in [-1, 1): every product and partial sum is subnormal.
         const int seed = 71;
         var av = Array.ConvertAll(RandomValues(m * k, seed, -1, 1), v => v * 1e-39);
         var bv = RandomValues(k * n, seed + 1, -1, 1);
-        using var a = _ops.FromArray(av, new Shape(m, k), DType.F32);
-        using var b = _ops.FromArray(bv, new Shape(k, n), DType.F32);
-        using var c = _ops.FromArray(new double[m * n], new Shape(m, n), DType.F32);
-        var stored = _ops.ToDoubleArray(a);
+        using var a = ops.FromArray(av, new Shape(m, k), DType.F32);
+        using var b = ops.FromArray(bv, new Shape(k, n), DType.F32);
+        using var c = ops.FromArray(new double[m * n], new Shape(m, n), DType.F32);
+        var stored = ops.ToDoubleArray(a);
         Assert.Contains(stored, v => v != 0 && Math.Abs(v) < Math.Pow(2, -126));
-        _ops.Gemm(a, b, c);
-        var got = _ops.ToDoubleArray(c);
+        ops.Gemm(a, b, c);
+        var got = ops.ToDoubleArray(c);
         for (int i = 0; i < m; i++)
         {
             for (int j = 0; j < n; j++)
@@ -167,7 +204,7 @@ public sealed class GemmTests : IDisposable
                 double u = Math.Pow(2, -24);
                 double tol = (k * u / (1 - (k * u)) * sumAbs) + (2 * k * Math.Pow(2, -150));
                 double err = Math.Abs(got[(i * n) + j] - expected);
-                Assert.True(err <= tol, $"seed {seed} M={m} N={n} K={k}: C[{i},{j}] = {got[(i * n) + j]:E6}, expected {expected:E6}, |err| {err:E3} > tol {tol:E3}");
+                Assert.True(err <= tol, $"{bits}-bit kernels, seed {seed} M={m} N={n} K={k}: C[{i},{j}] = {got[(i * n) + j]:E6}, expected {expected:E6}, |err| {err:E3} > tol {tol:E3}");
             }
         }
     }
@@ -179,24 +216,31 @@ public sealed class GemmTests : IDisposable
 
     private void Check(Case t)
     {
+        Check(_ops, t);
+        Check(_ops256, t);
+    }
+
+    private static void Check(Ops ops, Case t)
+    {
+        int bits = ((CpuKernels)ops.Device.Kernels).GemmVectorBits;
         int m = t.M, n = t.N, k = t.K;
         var aShape = t.TransA ? new Shape(t.BatchA, k, m) : new Shape(t.BatchA, m, k);
         var bShape = t.TransB ? new Shape(t.BatchB, n, k) : new Shape(t.BatchB, k, n);
         var cShape = new Shape(t.Batch, m, n);
-        using var a = _ops.FromArray(RandomValues((int)aShape.ElementCount, t.Seed, -1, 1), aShape, t.DType);
-        using var b = _ops.FromArray(RandomValues((int)bShape.ElementCount, t.Seed + 1, -1, 1), bShape, t.DType);
+        using var a = ops.FromArray(RandomValues((int)aShape.ElementCount, t.Seed, -1, 1), aShape, t.DType);
+        using var b = ops.FromArray(RandomValues((int)bShape.ElementCount, t.Seed + 1, -1, 1), bShape, t.DType);
         var c0Values = t.NaNInC ? Enumerable.Repeat(double.NaN, (int)cShape.ElementCount).ToArray() : RandomValues((int)cShape.ElementCount, t.Seed + 2, -1, 1);
-        using var c = _ops.FromArray(c0Values, cShape, t.DType);
-        using var bias = t.Bias ? _ops.FromArray(RandomValues(n, t.Seed + 3, -1, 1), new Shape(n), t.DType) : null;
+        using var c = ops.FromArray(c0Values, cShape, t.DType);
+        using var bias = t.Bias ? ops.FromArray(RandomValues(n, t.Seed + 3, -1, 1), new Shape(n), t.DType) : null;
 
         // The reference reads back what the device stores, so input rounding to 16 bits is not counted as error.
-        var av = _ops.ToDoubleArray(a);
-        var bv = _ops.ToDoubleArray(b);
-        var c0 = _ops.ToDoubleArray(c);
-        var biasV = bias is null ? null : _ops.ToDoubleArray(bias);
+        var av = ops.ToDoubleArray(a);
+        var bv = ops.ToDoubleArray(b);
+        var c0 = ops.ToDoubleArray(c);
+        var biasV = bias is null ? null : ops.ToDoubleArray(bias);
 
-        _ops.Gemm(a, b, c, t.TransA, t.TransB, t.Alpha, t.Beta, bias);
-        var got = _ops.ToDoubleArray(c);
+        ops.Gemm(a, b, c, t.TransA, t.TransB, t.Alpha, t.Beta, bias);
+        var got = ops.ToDoubleArray(c);
 
         // Accumulation unit roundoff: F64 computes in F64, every other dtype in F32.
         double u = t.DType == DType.F64 ? Math.Pow(2, -53) : Math.Pow(2, -24);
@@ -226,14 +270,14 @@ public sealed class GemmTests : IDisposable
                     // Higham's bound for a length-K dot product in any summation order, |fl(x·y) − x·y| ≤ γ_K Σ|x_k y_k|
                     // with γ_n = n·u / (1 − n·u); three more roundings (alpha, beta·C, bias) give γ_{K+3}, applied to
                     // every magnitude that enters the sum. For F64 the double reference carries the same bound, hence 2×.
-                    int ops = k + 3;
-                    double gamma = ops * u / (1 - (ops * u));
+                    int roundings = k + 3;
+                    double gamma = roundings * u / (1 - (roundings * u));
                     double magnitude = (Math.Abs(t.Alpha) * sumAbs) + Math.Abs(prior) + Math.Abs(biasJ);
                     double tol = gamma * magnitude * (t.DType == DType.F64 ? 2 : 1);
                     tol += (uOut * (Math.Abs(expected) + tol)) + absOut;
                     double err = Math.Abs(got[ci] - expected);
                     Assert.True(err <= tol,
-                        $"{t.DType} seed {t.Seed} M={m} N={n} K={k} transA={t.TransA} transB={t.TransB} batch {bi}: C[{i},{j}] = {got[ci]}, expected {expected}, |err| {err:E3} > tol {tol:E3}");
+                        $"{bits}-bit kernels, {t.DType} seed {t.Seed} M={m} N={n} K={k} transA={t.TransA} transB={t.TransB} batch {bi}: C[{i},{j}] = {got[ci]}, expected {expected}, |err| {err:E3} > tol {tol:E3}");
                 }
             }
         }
