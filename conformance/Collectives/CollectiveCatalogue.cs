@@ -8,7 +8,7 @@ namespace Hal.Conformance.Collectives;
 public static class CollectiveCatalogue
 {
     /// <summary>The dtypes checked.</summary>
-    public static IReadOnlyList<DType> DTypes { get; } = [DType.F32, DType.F64, DType.F16, DType.BF16, DType.I32];
+    public static IReadOnlyList<DType> DTypes { get; } = [DType.F32, DType.F64, DType.F16, DType.BF16, DType.I32, DType.I64];
 
     /// <summary>The reductions checked.</summary>
     public static IReadOnlyList<ReduceOp> Ops { get; } = [ReduceOp.Sum, ReduceOp.Mean, ReduceOp.Max, ReduceOp.Min];

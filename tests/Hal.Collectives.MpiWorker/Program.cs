@@ -25,8 +25,8 @@ try
 {
     bool ok = args[0] switch
     {
-        "collectives" => new CollectiveCases(comm, device).Run(),
-        "collectives-staged" => new CollectiveCases(comm, device) { Staged = true }.Run(),
+        "collectives" => ConformanceScenario.Run(comm, staged: false),
+        "collectives-staged" => ConformanceScenario.Run(comm, staged: true),
         "timeout" => FailureScenarios.Timeout(comm, device),
         "mismatch" => FailureScenarios.Mismatch(comm, device),
         "split" => FailureScenarios.Split(comm, device),

@@ -36,6 +36,20 @@ public sealed class MpiCommunicatorTests
         AssertEveryCasePassed(result, ranks);
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Hal_conformance_collectives_passes_under_mpirun(int ranks)
+    {
+        // The user-facing command, one rank per process: only rank 0 prints the summary line.
+        var result = MpiRun.RunCli(ranks, ["conformance", "--collectives", "--quick"], CollectivesLimit);
+
+        Assert.True(result.ExitCode == 0, $"mpirun -np {ranks} hal conformance exit code {result.ExitCode}:\n{Tail(result.Output)}");
+        int expected = Hal.Conformance.Collectives.CollectiveCatalogue.Cases(ranks, quick: true).Count;
+        Assert.Single(result.LinesContaining($"{expected} cases, {expected} passed, 0 failed"));
+        Assert.Contains(result.Lines, l => l.Contains("│ mpi ", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Collectives_staged_through_host_buffers_match_the_double_reference()
     {
@@ -114,23 +128,23 @@ public sealed class MpiCommunicatorTests
         int cases = int.Parse(final.Groups[1].Value);
         // Rank 0 prints one "ok" line per case.
         Assert.Equal(cases, result.Lines.Count(l => l.StartsWith("ok ", StringComparison.Ordinal)));
-        // Every collective × dtype × reduction shows up at the small sizes (exact lines: "n=1" must not match "n=13").
+        // Every collective × dtype × reduction of the shared catalogue ran (exact ids: "n=1" must not match "n=1023").
         var lines = result.Lines.ToHashSet();
         foreach (string dtype in (string[])["f32", "f64", "f16", "bf16", "i32", "i64"])
         {
-            foreach (string op in (string[])["Sum", "Mean", "Max", "Min"])
+            foreach (string op in (string[])["sum", "mean", "max", "min"])
             {
-                Assert.Contains($"ok all-reduce out-of-place {dtype} {op} n=13", lines);
-                Assert.Contains($"ok all-reduce in-place {dtype} {op} n=1", lines);
-                Assert.Contains($"ok reduce-scatter {dtype} {op} n=7", lines);
+                Assert.Contains($"ok allreduce/{dtype}/{op}/n=1023/outofplace", lines);
+                Assert.Contains($"ok allreduce/{dtype}/{op}/n=1/inplace", lines);
+                Assert.Contains($"ok reducescatter/{dtype}/{op}/n={(37 * ranks) + 1}/outofplace", lines);
             }
-            Assert.Contains($"ok all-reduce in-place {dtype} Sum n=0", lines);
-            Assert.Contains($"ok all-reduce async {dtype} Sum n=13", lines);
-            Assert.Contains($"ok broadcast {dtype} root={ranks - 1} n=1", lines);
-            Assert.Contains($"ok all-gather {dtype} n=13", lines);
-            Assert.Contains($"ok all-to-all {dtype} block=7", lines);
-            Assert.Single(result.LinesContaining($"ok send-recv {dtype} n=13 "));
+            Assert.Contains($"ok allreduce/{dtype}/sum/n=0/inplace", lines);
+            Assert.Contains($"ok broadcast/{dtype}/root={ranks - 1}/n=1/inplace", lines);
+            Assert.Contains($"ok allgather/{dtype}/n=1023/inplace", lines);
+            Assert.Contains($"ok alltoall/{dtype}/n=1023/outofplace", lines);
+            Assert.Contains($"ok sendrecv/{dtype}/n=1023/outofplace", lines);
         }
+        Assert.Contains("ok barrier", lines);
     }
 
     private static string Tail(string output) => output.Length <= 4000 ? output : output[^4000..];

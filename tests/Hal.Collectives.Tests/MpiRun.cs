@@ -31,8 +31,14 @@ internal static class MpiRun
     }
 
     /// <summary>Runs <c>mpirun -np <paramref name="ranks"/> dotnet Hal.Collectives.MpiWorker.dll <paramref name="scenario"/></c>; kills the process tree after <paramref name="timeout"/>.</summary>
-    public static Result Run(int ranks, string scenario, TimeSpan timeout)
+    public static Result Run(int ranks, string scenario, TimeSpan timeout) => RunDll(ranks, WorkerPath(), [scenario], timeout);
+
+    /// <summary>Runs <c>mpirun -np <paramref name="ranks"/> dotnet Hal.Cli.dll ARGS</c>: the real <c>hal</c> command, one rank per process.</summary>
+    public static Result RunCli(int ranks, string[] args, TimeSpan timeout) => RunDll(ranks, BuiltPath("Cli", "Hal.Cli.dll"), args, timeout);
+
+    private static Result RunDll(int ranks, string dll, string[] args, TimeSpan timeout)
     {
+        string scenario = string.Join(' ', args);
         string mpirun = RequireMpirun();
         var start = new ProcessStartInfo(mpirun)
         {
@@ -41,7 +47,7 @@ internal static class MpiRun
             UseShellExecute = false,
         };
         // Root needs --allow-run-as-root; more ranks than cores need --oversubscribe.
-        foreach (string arg in (string[])["--allow-run-as-root", "--oversubscribe", "-np", ranks.ToString(), "dotnet", WorkerPath(), scenario])
+        foreach (string arg in (string[])["--allow-run-as-root", "--oversubscribe", "-np", ranks.ToString(), "dotnet", dll, .. args])
         {
             start.ArgumentList.Add(arg);
         }
@@ -65,15 +71,25 @@ internal static class MpiRun
     /// The worker built next to this test assembly: …/tests/Hal.Collectives.Tests/bin/&lt;configuration&gt;/&lt;tfm&gt;/ maps to
     /// …/tests/Hal.Collectives.MpiWorker/bin/&lt;configuration&gt;/&lt;tfm&gt;/Hal.Collectives.MpiWorker.dll.
     /// </summary>
-    private static string WorkerPath()
+    private static string WorkerPath() => BuiltPath("tests/Hal.Collectives.MpiWorker", "Hal.Collectives.MpiWorker.dll");
+
+    /// <summary>
+    /// A project's output for this test assembly's configuration and framework; the repository root is five folders above
+    /// …/tests/Hal.Collectives.Tests/bin/&lt;configuration&gt;/&lt;tfm&gt;/.
+    /// </summary>
+    private static string BuiltPath(string projectFolder, string dll)
     {
         var tfmDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var configurationDir = tfmDir.Parent!;
-        var projectDir = configurationDir.Parent!.Parent!;
-        string path = Path.Combine(projectDir.Parent!.FullName, "Hal.Collectives.MpiWorker", "bin", configurationDir.Name, tfmDir.Name, "Hal.Collectives.MpiWorker.dll");
+        var root = tfmDir;
+        for (int i = 0; i < 5; i++)
+        {
+            root = root.Parent!;
+        }
+        string path = Path.Combine(root.FullName, projectFolder, "bin", configurationDir.Name, tfmDir.Name, dll);
         if (!File.Exists(path))
         {
-            Assert.Fail($"the MPI worker is not built at {path}; build tests/Hal.Collectives.Tests (it builds the worker too)");
+            Assert.Fail($"{dll} is not built at {path}; build tests/Hal.Collectives.Tests (it builds it too)");
         }
         return path;
     }
