@@ -96,9 +96,9 @@ public class ConformanceCommandTests
         Assert.Contains(allReduceSizes, n => n % 4 != 0 && n > 1);
         // Block collectives keep their tensors at the large size: 4 blocks of 2^18.
         Assert.Contains(cases, c => c.Collective == CollectiveKind.AllToAll && c.Count == 1L << 18);
-        // 5 dtypes × 4 ops × 5 sizes × 2 placements.
-        Assert.Equal(200, cases.Count(c => c.Collective == CollectiveKind.AllReduce));
-        Assert.Equal(200, cases.Count(c => c.Collective == CollectiveKind.ReduceScatter));
+        // 6 dtypes (f32, f64, f16, bf16, i32, i64) × 4 ops × 5 sizes × 2 placements.
+        Assert.Equal(240, cases.Count(c => c.Collective == CollectiveKind.AllReduce));
+        Assert.Equal(240, cases.Count(c => c.Collective == CollectiveKind.ReduceScatter));
         Assert.Single(cases, c => c.Collective == CollectiveKind.Barrier);
     }
 
