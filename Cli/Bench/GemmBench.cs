@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
 using Hal.Numerics;
 
 namespace Hal.Cli.Bench;
@@ -23,6 +24,9 @@ internal static class GemmBench
 
     /// <summary>With a peer, each size alternates this many blocks of device runs and peer runs.</summary>
     private const int PeerBlocks = 4;
+
+    /// <summary>OpenBLAS core names whose SGEMM kernels use AVX-512.</summary>
+    private static readonly string[] Avx512Cores = ["SkylakeX", "Cooperlake", "SapphireRapids"];
 
     /// <summary>
     /// Runs square GEMMs of each size (median of repeated runs after a warm-up) and reports GFLOP/s and the ratio to
@@ -50,6 +54,11 @@ internal static class GemmBench
         if (peer is not null)
         {
             progress.WriteLine($"gemm: peer OpenBLAS ({peer.Library}), core {peer.CoreName}, {peer.Threads} threads");
+            if (Avx512F.IsSupported && !Avx512Cores.Any(core => peer.CoreName.Contains(core, StringComparison.OrdinalIgnoreCase)))
+            {
+                // Older OpenBLAS builds do not recognise newer AVX-512 processors and fall back to SSE-era kernels.
+                progress.WriteLine($"gemm: OpenBLAS core {peer.CoreName} does not use AVX-512 here; start with OPENBLAS_CORETYPE=Cooperlake (read when the library loads) for its AVX-512 kernels");
+            }
         }
 
         var results = new List<GemmBenchResult>();
