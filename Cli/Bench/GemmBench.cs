@@ -1,13 +1,17 @@
 using System.Diagnostics;
+using System.Runtime.Intrinsics.X86;
 using Hal.Numerics;
 
 namespace Hal.Cli.Bench;
 
 /// <summary>
 /// One row of <c>hal bench gemm</c>; JSON field names are a contract: backend, m, n, k, dtype, gflops, peakGflops,
-/// ratioToPeak, plus peakVectorBits (the FMA width the peak was measured with).
+/// ratioToPeak, plus peakVectorBits (the FMA width the peak was measured with) and the peer library's figures (peer,
+/// peerGflops, ratioToPeer; null without a peer).
 /// </summary>
-internal sealed record GemmBenchResult(string Backend, int M, int N, int K, string DType, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits);
+internal sealed record GemmBenchResult(
+    string Backend, int M, int N, int K, string DType, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits,
+    string? Peer, double? PeerGflops, double? RatioToPeer);
 
 /// <summary>Measures GEMM throughput on a device against this machine's FMA peak measured in the same run.</summary>
 internal static class GemmBench
@@ -18,8 +22,18 @@ internal static class GemmBench
     private const int MaxRuns = 200;
     private const ulong Seed = 2024;
 
-    /// <summary>Runs square GEMMs of each size (median of repeated runs after a warm-up) and reports GFLOP/s and the ratio to the measured peak.</summary>
-    public static IReadOnlyList<GemmBenchResult> Run(IDevice device, IReadOnlyList<int> sizes, DType dtype, TextWriter progress)
+    /// <summary>With a peer, each size alternates this many blocks of device runs and peer runs.</summary>
+    private const int PeerBlocks = 4;
+
+    /// <summary>OpenBLAS core names whose SGEMM kernels use AVX-512.</summary>
+    private static readonly string[] Avx512Cores = ["SkylakeX", "Cooperlake", "SapphireRapids"];
+
+    /// <summary>
+    /// Runs square GEMMs of each size (median of repeated runs after a warm-up) and reports GFLOP/s and the ratio to
+    /// the measured peak; with a <paramref name="peer"/> and F32, the peer's SGEMM runs on the same host values,
+    /// its runs interleaved with the device's so that both see the same machine load.
+    /// </summary>
+    public static IReadOnlyList<GemmBenchResult> Run(IDevice device, IReadOnlyList<int> sizes, DType dtype, TextWriter progress, OpenBlasPeer? peer = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(sizes);
@@ -32,51 +46,126 @@ internal static class GemmBench
         double peak = dtype == DType.F64 ? fp32Peak.Gflops / 2 : fp32Peak.Gflops;
         progress.WriteLine($"gemm: peak {peak:F1} GFLOP/s ({dtype.Name()}, {fp32Peak.VectorBits}-bit FMA, {Environment.ProcessorCount} threads)");
 
+        // The peer is an SGEMM: other dtypes have none.
+        if (dtype != DType.F32)
+        {
+            peer = null;
+        }
+        if (peer is not null)
+        {
+            progress.WriteLine($"gemm: peer OpenBLAS ({peer.Library}), core {peer.CoreName}, {peer.Threads} threads");
+            if (Avx512F.IsSupported && !Avx512Cores.Any(core => peer.CoreName.Contains(core, StringComparison.OrdinalIgnoreCase)))
+            {
+                // Older OpenBLAS builds do not recognise newer AVX-512 processors and fall back to SSE-era kernels.
+                progress.WriteLine($"gemm: OpenBLAS core {peer.CoreName} does not use AVX-512 here; start with OPENBLAS_CORETYPE=Cooperlake (read when the library loads) for its AVX-512 kernels");
+            }
+        }
+
         var results = new List<GemmBenchResult>();
         bool warmedUp = false;
         foreach (int size in sizes)
         {
-            using var a = Upload(ops, size, dtype, offset: 0);
-            using var b = Upload(ops, size, dtype, offset: (ulong)size * (ulong)size);
+            float[] hostA = HostValues(size, offset: 0);
+            float[] hostB = HostValues(size, offset: (ulong)size * (ulong)size);
+            float[] hostC = new float[size * size];
+            using var a = ops.FromArray(hostA, new Shape(size, size), dtype);
+            using var b = ops.FromArray(hostB, new Shape(size, size), dtype);
             using var c = ops.Empty(new Shape(size, size), dtype);
+            Func<double> timeDevice = () => Time(ops, a, b, c);
+            Func<double>? timePeer = peer is null ? null : () => TimePeer(peer, hostA, hostB, hostC, size);
             if (!warmedUp)
             {
-                // Tiered JIT: vectorised code reaches full speed only after about a second of running.
-                progress.WriteLine($"gemm: warming up for {WarmUpSeconds:F1} s...");
-                WarmUp(ops, a, b, c);
+                // Tiered JIT: vectorised code reaches full speed only after about a second of running; the peer's
+                // first calls start its thread pool.
+                progress.WriteLine($"gemm: warming up for {WarmUpSeconds:F1} s{(peer is null ? "" : " (and the peer as long)")}...");
+                WarmUp(timeDevice);
+                if (timePeer is not null)
+                {
+                    WarmUp(timePeer);
+                }
                 warmedUp = true;
             }
-            double first = Time(ops, a, b, c);
-            int runs = Math.Clamp((int)Math.Ceiling(SecondsPerSize / Math.Max(first, 1e-9)), MinRuns, MaxRuns);
-            var seconds = new double[runs];
-            for (int r = 0; r < runs; r++)
+            double first = timeDevice() + (timePeer?.Invoke() ?? 0);
+            int runs = Math.Clamp((int)Math.Ceiling(SecondsPerSize * (timePeer is null ? 1 : 2) / Math.Max(first, 1e-9)), MinRuns, MaxRuns);
+            double[] seconds;
+            double[] peerSeconds = [];
+            if (timePeer is null)
             {
-                seconds[r] = Time(ops, a, b, c);
+                seconds = Repeat(timeDevice, runs);
             }
-            Array.Sort(seconds);
-            double median = runs % 2 == 1 ? seconds[runs / 2] : (seconds[(runs / 2) - 1] + seconds[runs / 2]) / 2;
+            else
+            {
+                // Blocks of runs taken in turn, so that a burst of load from elsewhere on the machine hits both
+                // alike. Not single runs in turn: OpenBLAS's threads keep spinning for a while after each call (and
+                // the .NET pool's briefly), which would take processor time from the other; the first call of each
+                // block, which pays for that hand-over, is not timed.
+                int perBlock = Math.Max(2, (runs + PeerBlocks - 1) / PeerBlocks);
+                var deviceRuns = new List<double>();
+                var peerRuns = new List<double>();
+                for (int block = 0; block < PeerBlocks; block++)
+                {
+                    timeDevice();
+                    deviceRuns.AddRange(Repeat(timeDevice, perBlock));
+                    timePeer();
+                    peerRuns.AddRange(Repeat(timePeer, perBlock));
+                }
+                seconds = [.. deviceRuns];
+                peerSeconds = [.. peerRuns];
+                runs = seconds.Length;
+            }
+            double median = Median(seconds);
             double gflops = 2.0 * size * size * size / median / 1e9;
             double ratio = peak > 0 ? gflops / peak : 0;
-            progress.WriteLine($"gemm: {size}³ {dtype.Name()}: {gflops:F1} GFLOP/s, {ratio:P0} of the {fp32Peak.VectorBits}-bit peak (median of {runs} runs, {median * 1e3:F2} ms)");
-            results.Add(new GemmBenchResult(device.Id.Backend, size, size, size, dtype.Name(), gflops, peak, ratio, fp32Peak.VectorBits));
+            string line = $"gemm: {size}³ {dtype.Name()}: {gflops:F1} GFLOP/s, {ratio:P0} of the {fp32Peak.VectorBits}-bit peak (median of {runs} runs, {median * 1e3:F2} ms)";
+            double? peerGflops = null;
+            double? ratioToPeer = null;
+            if (timePeer is not null)
+            {
+                double peerMedian = Median(peerSeconds);
+                peerGflops = 2.0 * size * size * size / peerMedian / 1e9;
+                ratioToPeer = gflops / peerGflops.Value;
+                line += $"; OpenBLAS {peerGflops.Value:F1} GFLOP/s ({peerMedian * 1e3:F2} ms), ratio to it {ratioToPeer.Value:F2}";
+            }
+            progress.WriteLine(line);
+            results.Add(new GemmBenchResult(
+                device.Id.Backend, size, size, size, dtype.Name(), gflops, peak, ratio, fp32Peak.VectorBits,
+                timePeer is null ? null : "openblas", peerGflops, ratioToPeer));
         }
         return results;
     }
 
-    /// <summary>A size × size tensor of Philox uniform values in [-1, 1), generated on the host.</summary>
-    private static Tensor Upload(Ops ops, int size, DType dtype, ulong offset)
+    /// <summary>size × size Philox uniform values in [-1, 1), the same for the device and the peer.</summary>
+    private static float[] HostValues(int size, ulong offset)
     {
         var values = new float[size * size];
         Philox.FillUniform(values, Seed, offset, -1f, 1f);
-        return ops.FromArray(values, new Shape(size, size), dtype);
+        return values;
     }
 
-    private static void WarmUp(Ops ops, Tensor a, Tensor b, Tensor c)
+    private static double[] Repeat(Func<double> time, int runs)
+    {
+        var seconds = new double[runs];
+        for (int r = 0; r < runs; r++)
+        {
+            seconds[r] = time();
+        }
+        return seconds;
+    }
+
+    private static double Median(double[] seconds)
+    {
+        var sorted = (double[])seconds.Clone();
+        Array.Sort(sorted);
+        int n = sorted.Length;
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[(n / 2) - 1] + sorted[n / 2]) / 2;
+    }
+
+    private static void WarmUp(Func<double> time)
     {
         var clock = Stopwatch.StartNew();
         do
         {
-            ops.Gemm(a, b, c);
+            time();
         }
         while (clock.Elapsed.TotalSeconds < WarmUpSeconds);
     }
@@ -87,5 +176,15 @@ internal static class GemmBench
         ops.Gemm(a, b, c);
         ops.Device.Synchronize();
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
+    }
+
+    private static unsafe double TimePeer(OpenBlasPeer peer, float[] a, float[] b, float[] c, int size)
+    {
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            long start = Stopwatch.GetTimestamp();
+            peer.Sgemm(pa, pb, pc, size, size, size);
+            return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        }
     }
 }

@@ -8,8 +8,16 @@ namespace Hal.Cli.Commands;
 /// <summary><c>hal bench gemm</c>: GEMM throughput on one backend's first device against this machine's measured peak.</summary>
 internal static class BenchCommand
 {
-    /// <summary>One row of <c>hal bench gemm --json</c>: <c>{backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak, peakVectorBits}</c>.</summary>
-    internal sealed record GemmJson(string Backend, int M, int N, int K, string Dtype, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits);
+    /// <summary>
+    /// One row of <c>hal bench gemm --json</c>: <c>{backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak,
+    /// peakVectorBits, peer, peerGflops, ratioToPeer}</c>; the peer fields are null without a peer.
+    /// </summary>
+    internal sealed record GemmJson(
+        string Backend, int M, int N, int K, string Dtype, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits,
+        string? Peer, double? PeerGflops, double? RatioToPeer);
+
+    /// <summary>The values <c>--peer</c> takes.</summary>
+    internal static readonly string[] PeerNames = ["none", "openblas"];
 
     private static readonly int[] DefaultSizes = [256, 1024, 2048];
 
@@ -63,10 +71,25 @@ internal static class BenchCommand
                 }
             },
         };
-        var json = new Option<bool>("--json") { Description = "Print a JSON array of {backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak, peakVectorBits}." };
+        var peer = new Option<string?>("--peer")
+        {
+            Description = "Reference library timed on the same F32 data in the same run: none, openblas (default openblas when libopenblas.so.0 loads, else none).",
+            HelpName = "none|openblas",
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                if (PeerNames.Contains(text, StringComparer.Ordinal))
+                {
+                    return text;
+                }
+                result.AddError($"--peer: unknown peer '{text}'; expected one of {string.Join(", ", PeerNames)}");
+                return null;
+            },
+        };
+        var json = new Option<bool>("--json") { Description = "Print a JSON array of {backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak, peakVectorBits, peer, peerGflops, ratioToPeer}." };
         var gemm = new Command("gemm", "GFLOP/s of square GEMMs per size (median after a warm-up) and the ratio to the FMA peak measured in the same run.")
         {
-            backend, sizes, dtype, json,
+            backend, sizes, dtype, peer, json,
         };
         gemm.SetAction(parse =>
         {
@@ -78,12 +101,24 @@ internal static class BenchCommand
             {
                 throw new BackendUnavailableException(b.Name, probe.Reason ?? "no reason given");
             }
+            string? peerName = parse.GetValue(peer);
+            OpenBlasPeer? openBlas = null;
+            if (peerName != "none")
+            {
+                openBlas = OpenBlasPeer.TryLoad(Environment.ProcessorCount);
+                if (openBlas is null && peerName == "openblas")
+                {
+                    throw new UsageException($"--peer openblas: {OpenBlasPeer.NotFoundReason}");
+                }
+            }
             using var device = b.Open(0);
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             // Progress goes to stderr so that --json output on stdout stays parseable.
-            var results = GemmBench.Run(device, parse.GetValue(sizes) ?? DefaultSizes, parse.GetValue(dtype) ?? DType.F32, stderr);
-            var rows = results.Select(r => new GemmJson(r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak, r.PeakVectorBits)).ToList();
+            var results = GemmBench.Run(device, parse.GetValue(sizes) ?? DefaultSizes, parse.GetValue(dtype) ?? DType.F32, stderr, openBlas);
+            var rows = results.Select(r => new GemmJson(
+                r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak, r.PeakVectorBits,
+                r.Peer, r.PeerGflops, r.RatioToPeer)).ToList();
             if (parse.GetValue(json))
             {
                 Output.WriteJson(stdout, rows);
@@ -118,7 +153,7 @@ internal static class BenchCommand
 
     private static void WriteTable(TextWriter stdout, List<GemmJson> rows)
     {
-        var table = new Table().AddColumns("backend", "dtype", "size (m=n=k)", "GFLOP/s", "peak GFLOP/s", "peak FMA bits", "ratio to peak");
+        var table = new Table().AddColumns("backend", "dtype", "size (m=n=k)", "GFLOP/s", "peak GFLOP/s", "peak FMA bits", "ratio to peak", "peer", "peer GFLOP/s", "ratio to peer");
         foreach (var r in rows)
         {
             table.AddRow(
@@ -128,7 +163,10 @@ internal static class BenchCommand
                 r.Gflops.ToString("0.0", CultureInfo.InvariantCulture),
                 r.PeakGflops.ToString("0.0", CultureInfo.InvariantCulture),
                 r.PeakVectorBits.ToString(CultureInfo.InvariantCulture),
-                r.RatioToPeak.ToString("0.00", CultureInfo.InvariantCulture));
+                r.RatioToPeak.ToString("0.00", CultureInfo.InvariantCulture),
+                Markup.Escape(r.Peer ?? "-"),
+                r.PeerGflops?.ToString("0.0", CultureInfo.InvariantCulture) ?? "-",
+                r.RatioToPeer?.ToString("0.00", CultureInfo.InvariantCulture) ?? "-");
         }
         Output.Console(stdout).Write(table);
     }
