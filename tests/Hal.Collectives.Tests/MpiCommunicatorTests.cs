@@ -51,6 +51,20 @@ public sealed class MpiCommunicatorTests
     }
 
     [Fact]
+    public void Hal_json_output_under_mpirun_is_plain_json()
+    {
+        // mpirun gives each rank a pseudo-terminal; nothing but the JSON may reach stdout (no terminal escape codes).
+        var result = MpiRun.RunCli(2, ["bench", "allreduce", "--comm", "mpi", "--sizes", "1K", "--iters", "3", "--json"], ScenarioLimit);
+
+        Assert.True(result.ExitCode == 0, $"exit code {result.ExitCode}:\n{Tail(result.Output)}");
+        string json = result.Output[..(result.Output.LastIndexOf(']') + 1)];
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        var row = Assert.Single(doc.RootElement.EnumerateArray());
+        Assert.Equal("mpi", row.GetProperty("comm").GetString());
+        Assert.Equal(0, row.GetProperty("wrong").GetInt64());
+    }
+
+    [Fact]
     public void Collectives_staged_through_host_buffers_match_the_double_reference()
     {
         var result = MpiRun.Run(2, "collectives-staged", CollectivesLimit);

@@ -31,12 +31,15 @@ internal static class MpiRun
     }
 
     /// <summary>Runs <c>mpirun -np <paramref name="ranks"/> dotnet Hal.Collectives.MpiWorker.dll <paramref name="scenario"/></c>; kills the process tree after <paramref name="timeout"/>.</summary>
-    public static Result Run(int ranks, string scenario, TimeSpan timeout) => RunDll(ranks, WorkerPath(), [scenario], timeout);
+    public static Result Run(int ranks, string scenario, TimeSpan timeout) => RunDll(ranks, WorkerPath(), [scenario], timeout, term: "dumb");
 
-    /// <summary>Runs <c>mpirun -np <paramref name="ranks"/> dotnet Hal.Cli.dll ARGS</c>: the real <c>hal</c> command, one rank per process.</summary>
-    public static Result RunCli(int ranks, string[] args, TimeSpan timeout) => RunDll(ranks, BuiltPath("Cli", "Hal.Cli.dll"), args, timeout);
+    /// <summary>
+    /// Runs <c>mpirun -np <paramref name="ranks"/> dotnet Hal.Cli.dll ARGS</c>: the real <c>hal</c> command, one rank per
+    /// process, with a real terminal type as users have, so its stdout must stay clean under mpirun's pseudo-terminals.
+    /// </summary>
+    public static Result RunCli(int ranks, string[] args, TimeSpan timeout) => RunDll(ranks, BuiltPath("Cli", "Hal.Cli.dll"), args, timeout, term: "xterm");
 
-    private static Result RunDll(int ranks, string dll, string[] args, TimeSpan timeout)
+    private static Result RunDll(int ranks, string dll, string[] args, TimeSpan timeout, string term)
     {
         string scenario = string.Join(' ', args);
         string mpirun = RequireMpirun();
@@ -51,7 +54,8 @@ internal static class MpiRun
         {
             start.ArgumentList.Add(arg);
         }
-        start.Environment["TERM"] = "dumb";
+        // mpirun gives each rank a pseudo-terminal; with a real terminal type .NET writes a keypad-mode escape first.
+        start.Environment["TERM"] = term;
         using var process = Process.Start(start) ?? throw new InvalidOperationException("mpirun did not start");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
