@@ -17,6 +17,9 @@ internal static class ConformanceCommand
     /// <summary>Exit code when a case failed.</summary>
     public const int FailedExitCode = 1;
 
+    /// <summary>How long a rank waits for the others in one collective by default: generous for the 1 M-element cases on a busy machine, short enough that a lost rank does not stall the run for the communicators' five minutes.</summary>
+    public const double DefaultTimeoutSeconds = 60;
+
     public static Command Create(GlobalOptions globals)
     {
         var collectives = new Option<bool>("--collectives")
@@ -40,9 +43,21 @@ internal static class ConformanceCommand
             Description = "Also write every case result to FILE as a JSON array.",
             HelpName = "FILE",
         };
+        var timeout = new Option<double?>("--timeout")
+        {
+            Description = $"Seconds a rank waits for the others in one collective before failing (default {DefaultTimeoutSeconds}).",
+            HelpName = "SECONDS",
+        };
+        timeout.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double?>() is { } v && !(v > 0 && double.IsFinite(v)))
+            {
+                r.AddError("--timeout: must be a positive number of seconds");
+            }
+        });
         var command = new Command("conformance", "Check an implementation against the contract bit for bit (mode: --collectives).")
         {
-            collectives, ranks, backend, quick, json,
+            collectives, ranks, backend, quick, json, timeout,
         };
         command.SetAction(parse =>
         {
@@ -51,11 +66,12 @@ internal static class ConformanceCommand
                 throw new UsageException("choose what to check: --collectives (the collective catalogue)");
             }
             var options = new CollectiveConformanceOptions { Quick = parse.GetValue(quick) };
+            var waitLimit = TimeSpan.FromSeconds(parse.GetValue(timeout) ?? DefaultTimeoutSeconds);
             string backendName = parse.GetValue(backend) ?? "cpu";
             using var session = globals.OpenSession(parse);
             var (results, printingRank) = MpiCommunicator.IsUnderMpirun
-                ? RunMpi(session, backendName, parse.GetValue(ranks), options)
-                : (RunInProcess(session, backendName, parse.GetValue(ranks), options), true);
+                ? RunMpi(session, backendName, parse.GetValue(ranks), options, waitLimit)
+                : (RunInProcess(session, backendName, parse.GetValue(ranks), options, waitLimit), true);
             bool passed = results.All(r => r.Passed);
             if (!printingRank)
             {
@@ -73,7 +89,7 @@ internal static class ConformanceCommand
         return command;
     }
 
-    private static IReadOnlyList<CollectiveCaseResult> RunInProcess(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
+    private static IReadOnlyList<CollectiveCaseResult> RunInProcess(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options, TimeSpan waitLimit)
     {
         int n = requestedRanks ?? BenchCollectivesCommand.DefaultInProcessRanks();
         if (n < 1 || n > BenchCollectivesCommand.MaxInProcessRanks)
@@ -91,7 +107,7 @@ internal static class ConformanceCommand
                 {
                     results = mine;
                 }
-            });
+            }, waitLimit);
             return results ?? throw new InvalidOperationException("rank 0 returned no results");
         }
         finally
@@ -100,13 +116,14 @@ internal static class ConformanceCommand
         }
     }
 
-    private static (IReadOnlyList<CollectiveCaseResult> Results, bool IsRankZero) RunMpi(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options)
+    private static (IReadOnlyList<CollectiveCaseResult> Results, bool IsRankZero) RunMpi(HalSession session, string backendName, int? requestedRanks, CollectiveConformanceOptions options, TimeSpan waitLimit)
     {
         RankDevices.RequireMpiWorld("conformance --collectives", requestedRanks);
         var device = RankDevices.Open(session, backendName, 1)[0];
         try
         {
             using var world = MpiCommunicator.InitWorld(device);
+            world.Timeout = waitLimit;
             return (CollectiveConformance.Run(world, options), world.Rank == 0);
         }
         finally

@@ -146,6 +146,25 @@ public class ConformanceCommandTests
         Assert.Contains("--ranks", r.Stderr);
     }
 
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("NaN")]
+    public void NonPositiveTimeoutsAreRejected(string seconds)
+    {
+        var r = CliRunner.Run("conformance", "--collectives", "--ranks", "2", "--quick", "--timeout", seconds);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--timeout", r.Stderr);
+    }
+
+    [Fact]
+    public void ATimeoutIsAccepted()
+    {
+        var r = CliRunner.Run("conformance", "--collectives", "--ranks", "1", "--quick", "--timeout", "30");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains(" passed, 0 failed", r.Stdout);
+    }
+
     private static List<CollectiveCaseResult> RunInProcess(int ranks, Func<ICommunicator, ICommunicator> wrap, CollectiveConformanceOptions options)
     {
         var devices = Enumerable.Range(0, ranks).Select(_ => new CpuBackend().Open(0)).ToList();
