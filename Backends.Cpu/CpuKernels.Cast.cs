@@ -1,3 +1,5 @@
+using Hal.Numerics;
+
 namespace Hal.Backends.Cpu;
 
 // Casts between all dtype pairs. Every source is read exactly into a double (float sources) or a long (integer and
@@ -105,7 +107,7 @@ internal sealed unsafe partial class CpuKernels
             case DType.F32: *(float*)dst = (float)v; break;
             case DType.F64: *(double*)dst = v; break;
             case DType.F16: *(ushort*)dst = CpuMath.DoubleToF16(v); break;
-            case DType.BF16: *(ushort*)dst = CpuMath.DoubleToBf16(v); break;
+            case DType.BF16: *(ushort*)dst = HalfConvert.DoubleToBf16(v); break;
             case DType.I32: *(int*)dst = (int)CpuMath.SaturateToLong(v, int.MinValue, int.MaxValue); break;
             case DType.I64: *(long*)dst = CpuMath.SaturateToI64(v); break;
             case DType.I8: *(sbyte*)dst = (sbyte)CpuMath.SaturateToLong(v, sbyte.MinValue, sbyte.MaxValue); break;

@@ -190,23 +190,6 @@ internal static class CpuMath
 
     // ---- conversions (the cast rules) ------------------------------------------------------------------------
 
-    /// <summary>F64 → BF16 bits, rounded once: round to 24 bits by round-to-odd, then to nearest even at 8 bits.</summary>
-    internal static ushort DoubleToBf16(double v)
-    {
-        float f = (float)v;
-        if (double.IsNaN(v) || (double)f == v)
-        {
-            return HalfConvert.FloatToBf16(f);
-        }
-        uint bits = BitConverter.SingleToUInt32Bits(f);
-        if (float.IsInfinity(f) || Math.Abs((double)f) > Math.Abs(v))
-        {
-            // Step back toward zero so the 24-bit value is the truncation (float max when v overflowed F32).
-            bits--;
-        }
-        return HalfConvert.FloatToBf16(BitConverter.UInt32BitsToSingle(bits | 1u));
-    }
-
     /// <summary>I64 → BF16 bits, rounded once.</summary>
     internal static ushort LongToBf16(long v)
     {

@@ -20,6 +20,26 @@ public static class HalfConvert
         return (ushort)(rounded >> 16);
     }
 
+    /// <summary>
+    /// F64 → BF16 bits, rounded once to nearest even (not twice through F32): the F32 step rounds to odd, which keeps
+    /// the information the final 8-bit rounding needs.
+    /// </summary>
+    public static ushort DoubleToBf16(double value)
+    {
+        float f = (float)value;
+        if (double.IsNaN(value) || (double)f == value)
+        {
+            return FloatToBf16(f);
+        }
+        uint bits = BitConverter.SingleToUInt32Bits(f);
+        if (float.IsInfinity(f) || Math.Abs((double)f) > Math.Abs(value))
+        {
+            // Step back toward zero so the 24-bit value is the truncation (float max when the value overflowed F32).
+            bits--;
+        }
+        return FloatToBf16(BitConverter.UInt32BitsToSingle(bits | 1u));
+    }
+
     /// <summary>BF16 bits → F32 (exact).</summary>
     public static float Bf16ToFloat(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 

@@ -21,7 +21,7 @@ public static class HostConvert
             case DType.F64: values.CopyTo(MemoryMarshal.Cast<byte, double>(dst)); break;
             case DType.F32: Each(values, MemoryMarshal.Cast<byte, float>(dst), v => (float)v); break;
             case DType.F16: Each(values, MemoryMarshal.Cast<byte, ushort>(dst), v => BitConverter.HalfToUInt16Bits((Half)v)); break;
-            case DType.BF16: Each(values, MemoryMarshal.Cast<byte, ushort>(dst), v => HalfConvert.FloatToBf16(ToFloatForBf16(v))); break;
+            case DType.BF16: Each(values, MemoryMarshal.Cast<byte, ushort>(dst), HalfConvert.DoubleToBf16); break;
             case DType.I32: Each(values, MemoryMarshal.Cast<byte, int>(dst), v => (int)Saturate(v, int.MinValue, int.MaxValue)); break;
             case DType.I64: Each(values, MemoryMarshal.Cast<byte, long>(dst), SaturateI64); break;
             case DType.I8: Each(values, MemoryMarshal.Cast<byte, sbyte>(dst), v => (sbyte)Saturate(v, sbyte.MinValue, sbyte.MaxValue)); break;
@@ -52,25 +52,6 @@ public static class HostConvert
             case DType.Bool: Each(src, values, v => v != 0 ? 1 : 0); break;
             default: throw new ArgumentOutOfRangeException(nameof(dtype));
         }
-    }
-
-    private static float ToFloatForBf16(double v)
-    {
-        // Round once, double → bf16, where double → f32 first could round twice; exact for every value the
-        // double → f32 step keeps exactly, and for others we add a sticky bit so the second rounding is correct.
-        float f = (float)v;
-        if (double.IsNaN(v) || double.IsInfinity(v) || f == v || float.IsInfinity(f))
-        {
-            return f;
-        }
-        uint bits = BitConverter.SingleToUInt32Bits(f);
-        bool truncatedUp = Math.Abs((double)f) > Math.Abs(v);
-        if ((bits & 0xFFFF) == 0x8000)
-        {
-            // A tie at bf16 precision after the first rounding: nudge towards the true value.
-            bits = truncatedUp ? bits - 1 : bits + 1;
-        }
-        return BitConverter.UInt32BitsToSingle(bits);
     }
 
     private static double Saturate(double v, double lo, double hi) =>
