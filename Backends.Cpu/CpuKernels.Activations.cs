@@ -33,7 +33,7 @@ internal sealed partial class CpuKernels
     private unsafe void ActivationBackwardCore<T>(UnaryOp op, Tensor x, Tensor dy, Tensor dx)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        nint px = (nint)Address(x), pdy = (nint)Address(dy), pdx = (nint)Address(dx);
+        nint px = (nint)Ptr(x), pdy = (nint)Ptr(dy), pdx = (nint)Ptr(dx);
         // GELU-erf's erf costs tens of operations per element; the others a handful.
         long cost = op == UnaryOp.GeluErf ? 32 : 4;
         ParallelFor(x.ElementCount, cost, (start, end) =>

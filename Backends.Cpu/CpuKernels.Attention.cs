@@ -64,7 +64,7 @@ internal sealed partial class CpuKernels
         int d = dims.D;
         int blocksPerHead = (dims.Tq + AttentionQueryBlock - 1) / AttentionQueryBlock;
         long blocks = (long)dims.B * dims.H * blocksPerHead;
-        nint pq = (nint)Address(q), pk = (nint)Address(k), pv = (nint)Address(v), po = (nint)Address(output), pz = (nint)Address(lse);
+        nint pq = (nint)Ptr(q), pk = (nint)Ptr(k), pv = (nint)Ptr(v), po = (nint)Ptr(output), pz = (nint)Ptr(lse);
         T scaleT = T.CreateTruncating(scale);
         ParallelFor(blocks, (long)AttentionQueryBlock * dims.Tk * d, (start, end) =>
         {
@@ -167,8 +167,8 @@ internal sealed partial class CpuKernels
         var dims = AttentionDims.Of(q, k);
         int d = dims.D;
         int group = dims.H / dims.Hkv;
-        nint pq = (nint)Address(q), pk = (nint)Address(k), pv = (nint)Address(v), po = (nint)Address(output), pz = (nint)Address(lse);
-        nint pdo = (nint)Address(dOutput), pdq = (nint)Address(dq), pdk = (nint)Address(dk), pdv = (nint)Address(dv);
+        nint pq = (nint)Ptr(q), pk = (nint)Ptr(k), pv = (nint)Ptr(v), po = (nint)Ptr(output), pz = (nint)Ptr(lse);
+        nint pdo = (nint)Ptr(dOutput), pdq = (nint)Ptr(dq), pdk = (nint)Ptr(dk), pdv = (nint)Ptr(dv);
         T scaleT = T.CreateTruncating(scale);
         ParallelFor((long)dims.B * dims.Hkv, (long)group * dims.Tq * dims.Tk * d, (start, end) =>
         {

@@ -16,7 +16,7 @@ internal sealed partial class CpuKernels
         int c = weight.Shape[weight.Rank - 1];
         long rowBytes = (long)c * weight.DType.SizeInBytes();
         long n = ids.ElementCount;
-        nint pw = (nint)Address(weight), py = (nint)Address(y);
+        nint pw = (nint)Ptr(weight), py = (nint)Ptr(y);
         ParallelFor(n, c, (start, end) =>
         {
             for (long t = start; t < end; t++)
@@ -57,8 +57,8 @@ internal sealed partial class CpuKernels
     {
         int c = dweight.Shape[dweight.Rank - 1];
         long n = ids.ElementCount;
-        new Span<T>(Address(dweight), checked((int)dweight.ElementCount)).Clear();
-        nint pdy = (nint)Address(dy), pdw = (nint)Address(dweight);
+        new Span<T>(Ptr(dweight), checked((int)dweight.ElementCount)).Clear();
+        nint pdy = (nint)Ptr(dy), pdw = (nint)Ptr(dweight);
         // Columns go in blocks of 16 so that workers do not share cache lines of dweight.
         const int block = 16;
         long blocks = (c + block - 1) / block;
@@ -103,7 +103,7 @@ internal sealed partial class CpuKernels
         int half = d / 2;
         long rows = (long)x.Shape[0] * t * h;
         int tableHalf = cos.Shape[cos.Rank - 1];
-        nint px = (nint)Address(x), py = (nint)Address(y), pc = (nint)Address(cos), ps = (nint)Address(sin);
+        nint px = (nint)Ptr(x), py = (nint)Ptr(y), pc = (nint)Ptr(cos), ps = (nint)Ptr(sin);
         ParallelFor(rows, d, (start, end) =>
         {
             for (long r = start; r < end; r++)

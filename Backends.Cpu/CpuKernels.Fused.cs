@@ -15,19 +15,15 @@ internal sealed partial class CpuKernels
         dtype.IsFloatingPoint() && op is >= FusedOp.Softmax and <= FusedOp.DequantizeInt8;
 
     /// <summary>Address of a tensor's first element.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe void* Address(Tensor t) => (byte*)((CpuBuffer)t.Buffer).Pointer + t.OffsetBytes;
-
     /// <summary>Element i of an I32 or I64 index tensor.</summary>
-    internal static unsafe long ReadIndex(Tensor t, long i) =>
-        t.DType == DType.I32 ? ((int*)Address(t))[i] : ((long*)Address(t))[i];
+    internal static unsafe long ReadIndex(Tensor t, long i) => LoadIndex(Ptr(t), t.DType, i);
 
     /// <summary>
     /// Checks every index before a kernel dereferences it (an index outside the table would read or write memory
     /// outside the tensor). Negative indices pass when <paramref name="negativeIgnored"/> (cross-entropy's ignored targets).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">an index is ≥ <paramref name="limit"/>, or negative where not ignored.</exception>
-    internal static void CheckIndices(string op, Tensor indices, long limit, bool negativeIgnored)
+    internal static void CheckIndices(string op, Tensor indices, long limit, bool negativeIgnored, int? axis = null)
     {
         for (long i = 0; i < indices.ElementCount; i++)
         {
@@ -35,7 +31,8 @@ internal sealed partial class CpuKernels
             if (index >= limit || (index < 0 && !negativeIgnored))
             {
                 throw new ArgumentOutOfRangeException(nameof(indices), index,
-                    $"{op}: index {index} at position {i} is outside [{(negativeIgnored ? "negative = ignored, " : "")}0, {limit})");
+                    $"{op}: index {index} at position {i} is outside the valid range [{(negativeIgnored ? "negative = ignored, " : "")}0, {limit})" +
+                    (axis is { } a ? $" of axis {a}" : ""));
             }
         }
     }
@@ -43,10 +40,10 @@ internal sealed partial class CpuKernels
     /// <summary>Element i of a float tensor (any float dtype) as double.</summary>
     internal static unsafe double ReadFloat(Tensor t, long i) => t.DType switch
     {
-        DType.F32 => ((float*)Address(t))[i],
-        DType.F64 => ((double*)Address(t))[i],
-        DType.F16 => HalfConvert.F16ToFloat(((ushort*)Address(t))[i]),
-        DType.BF16 => HalfConvert.Bf16ToFloat(((ushort*)Address(t))[i]),
+        DType.F32 => ((float*)Ptr(t))[i],
+        DType.F64 => ((double*)Ptr(t))[i],
+        DType.F16 => HalfConvert.F16ToFloat(((ushort*)Ptr(t))[i]),
+        DType.BF16 => HalfConvert.Bf16ToFloat(((ushort*)Ptr(t))[i]),
         _ => throw new NotSupportedException($"{t.DType.Name()} is not a float dtype"),
     };
 
@@ -56,16 +53,16 @@ internal sealed partial class CpuKernels
         switch (t.DType)
         {
             case DType.F32:
-                ((float*)Address(t))[i] = (float)value;
+                ((float*)Ptr(t))[i] = (float)value;
                 break;
             case DType.F64:
-                ((double*)Address(t))[i] = value;
+                ((double*)Ptr(t))[i] = value;
                 break;
             case DType.F16:
-                ((ushort*)Address(t))[i] = HalfConvert.FloatToF16((float)value);
+                ((ushort*)Ptr(t))[i] = HalfConvert.FloatToF16((float)value);
                 break;
             case DType.BF16:
-                ((ushort*)Address(t))[i] = HalfConvert.FloatToBf16((float)value);
+                ((ushort*)Ptr(t))[i] = HalfConvert.FloatToBf16((float)value);
                 break;
             default:
                 throw new NotSupportedException($"{t.DType.Name()} is not a float dtype");
@@ -122,7 +119,7 @@ internal sealed partial class CpuKernels
     internal unsafe Tensor Widen(Tensor t)
     {
         var f = TempF32Like(t);
-        nint src = (nint)Address(t), dst = (nint)Address(f);
+        nint src = (nint)Ptr(t), dst = (nint)Ptr(f);
         DType dtype = t.DType;
         ParallelFor((t.ElementCount + ConvertBlock - 1) / ConvertBlock, ConvertBlock, (start, end) =>
         {
@@ -136,7 +133,7 @@ internal sealed partial class CpuKernels
     /// <summary>Rounds an F32 tensor into a 16-bit tensor of the same element count (round to nearest even).</summary>
     internal unsafe void Narrow(Tensor f32, Tensor dst)
     {
-        nint s = (nint)Address(f32), d = (nint)Address(dst);
+        nint s = (nint)Ptr(f32), d = (nint)Ptr(dst);
         DType dtype = dst.DType;
         long n = dst.ElementCount;
         ParallelFor((n + ConvertBlock - 1) / ConvertBlock, ConvertBlock, (start, end) =>
@@ -250,7 +247,7 @@ internal sealed partial class CpuKernels
                         {
                             unsafe
                             {
-                                CpuConvert.Load16(view.DType, (ushort*)Address(view), (float*)Address(f32), view.ElementCount);
+                                CpuConvert.Load16(view.DType, (ushort*)Ptr(view), (float*)Ptr(f32), view.ElementCount);
                             }
                         }
                     }
@@ -263,7 +260,7 @@ internal sealed partial class CpuKernels
                         var view = rowwise[t].View(start * rowLength[t], views[t].Shape);
                         unsafe
                         {
-                            CpuConvert.Store16(view.DType, (float*)Address(views[t]), (ushort*)Address(view), view.ElementCount);
+                            CpuConvert.Store16(view.DType, (float*)Ptr(views[t]), (ushort*)Ptr(view), view.ElementCount);
                         }
                     }
                 }

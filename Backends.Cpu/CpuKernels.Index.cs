@@ -9,7 +9,7 @@ internal sealed unsafe partial class CpuKernels
     {
         var (outer, n, inner) = Split(src.Shape, axis);
         long length = index.ElementCount;
-        CheckIndices("index-select", index, n, axis);
+        CheckIndices("index-select", index, n, negativeIgnored: false, axis);
         long rowBytes = inner * src.DType.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
         var indexType = index.DType;
@@ -29,7 +29,7 @@ internal sealed unsafe partial class CpuKernels
     {
         var (outer, n, inner) = Split(dst.Shape, axis);
         long length = index.ElementCount;
-        CheckIndices("index-add", index, n, axis);
+        CheckIndices("index-add", index, n, negativeIgnored: false, axis);
         var dtype = dst.DType;
         int size = dtype.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
@@ -52,7 +52,7 @@ internal sealed unsafe partial class CpuKernels
     {
         var (outer, n, inner) = Split(src.Shape, axis);
         long j = index.Shape[axis];
-        CheckIndices("gather", index, n, axis);
+        CheckIndices("gather", index, n, negativeIgnored: false, axis);
         int size = src.DType.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
         var indexType = index.DType;
@@ -72,7 +72,7 @@ internal sealed unsafe partial class CpuKernels
     {
         var (outer, n, inner) = Split(dst.Shape, axis);
         long j = index.Shape[axis];
-        CheckIndices("scatter-add", index, n, axis);
+        CheckIndices("scatter-add", index, n, negativeIgnored: false, axis);
         var dtype = dst.DType;
         int size = dtype.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
@@ -92,23 +92,7 @@ internal sealed unsafe partial class CpuKernels
         }, elementsPerItem: Math.Max(1, j * inner));
     }
 
-    private static long LoadIndex(byte* p, DType dtype, long i) => dtype == DType.I32 ? ((int*)p)[i] : ((long*)p)[i];
-
-    /// <summary>Raises <see cref="ArgumentOutOfRangeException"/> naming the first index outside [0, size).</summary>
-    private static void CheckIndices(string op, Tensor index, long size, int axis)
-    {
-        byte* p = Ptr(index);
-        long count = index.ElementCount;
-        for (long i = 0; i < count; i++)
-        {
-            long v = LoadIndex(p, index.DType, i);
-            if ((ulong)v >= (ulong)size)
-            {
-                throw new ArgumentOutOfRangeException(nameof(index), v,
-                    $"{op}: index {v} at position {i} is outside the valid range [0, {size}) of axis {axis}");
-            }
-        }
-    }
+    internal static long LoadIndex(byte* p, DType dtype, long i) => dtype == DType.I32 ? ((int*)p)[i] : ((long*)p)[i];
 
     /// <summary>dst[0..m) += src[0..m) in the dtype (16-bit in F32 then rounded; Bool is logical or).</summary>
     private static void AddRun(DType dtype, byte* dst, byte* src, long m)

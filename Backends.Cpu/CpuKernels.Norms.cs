@@ -77,8 +77,8 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, c) = RowsCols(x);
-        nint px = (nint)Address(x), pw = (nint)Address(weight), pb = bias is null ? 0 : (nint)Address(bias), py = (nint)Address(y);
-        nint pm = mean is null ? 0 : (nint)Address(mean), pr = (nint)Address(rstd);
+        nint px = (nint)Ptr(x), pw = (nint)Ptr(weight), pb = bias is null ? 0 : (nint)Ptr(bias), py = (nint)Ptr(y);
+        nint pm = mean is null ? 0 : (nint)Ptr(mean), pr = (nint)Ptr(rstd);
         T epsT = T.CreateTruncating(eps);
         T count = T.CreateTruncating(c);
         ParallelFor(rows, c, (start, end) =>
@@ -108,8 +108,8 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, c) = RowsCols(x);
-        nint pdy = (nint)Address(dy), px = (nint)Address(x), pw = (nint)Address(weight), pdx = (nint)Address(dx);
-        nint pm = mean is null ? 0 : (nint)Address(mean), pr = (nint)Address(rstd);
+        nint pdy = (nint)Ptr(dy), px = (nint)Ptr(x), pw = (nint)Ptr(weight), pdx = (nint)Ptr(dx);
+        nint pm = mean is null ? 0 : (nint)Ptr(mean), pr = (nint)Ptr(rstd);
         bool centred = mean is not null;
         int chunks = ChunkCount(rows, c);
         var dwParts = new T[Math.Max(1, chunks)][];
@@ -137,8 +137,8 @@ internal sealed partial class CpuKernels
             dwParts[chunk] = dwPart;
             dbParts[chunk] = dbPart;
         });
-        T* dw = (T*)Address(dweight);
-        T* db = dbias is null ? null : (T*)Address(dbias);
+        T* dw = (T*)Ptr(dweight);
+        T* db = dbias is null ? null : (T*)Ptr(dbias);
         for (int i = 0; i < c; i++)
         {
             T sw = T.Zero, sb = T.Zero;

@@ -53,7 +53,7 @@ internal sealed partial class CpuKernels
     private unsafe void AdamCore(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWConfig c, long step, bool lamb)
     {
         long n = param.ElementCount;
-        nint pp = (nint)Address(param), pg = (nint)Address(grad), pm = (nint)Address(m), pv = (nint)Address(v);
+        nint pp = (nint)Ptr(param), pg = (nint)Ptr(grad), pm = (nint)Ptr(m), pv = (nint)Ptr(v);
         bool pd = param.DType == DType.F64, gd = grad.DType == DType.F64, md = m.DType == DType.F64, vd = v.DType == DType.F64;
         double b1 = c.Beta1, b2 = c.Beta2;
         double correction1 = 1 - Math.Pow(b1, step), correction2 = 1 - Math.Pow(b2, step);
@@ -157,7 +157,7 @@ internal sealed partial class CpuKernels
     private unsafe void LarsCore(Tensor param, Tensor grad, Tensor buffer, LarsConfig c)
     {
         long n = param.ElementCount;
-        nint pp = (nint)Address(param), pg = (nint)Address(grad), pb = (nint)Address(buffer);
+        nint pp = (nint)Ptr(param), pg = (nint)Ptr(grad), pb = (nint)Ptr(buffer);
         bool pd = param.DType == DType.F64, gd = grad.DType == DType.F64, bd = buffer.DType == DType.F64;
         int chunks = ChunkCount(n, 4);
         var paramSquares = new double[Math.Max(1, chunks)];

@@ -9,7 +9,7 @@ internal sealed partial class CpuKernels
     public unsafe void QuantizeInt8(Tensor x, Tensor q, Tensor scale)
     {
         var (rows, c) = RowsCols(x);
-        nint px = (nint)Address(x), pq = (nint)Address(q), ps = (nint)Address(scale);
+        nint px = (nint)Ptr(x), pq = (nint)Ptr(q), ps = (nint)Ptr(scale);
         DType dtype = x.DType;
         ParallelFor(rows, c, (start, end) =>
         {
@@ -38,7 +38,7 @@ internal sealed partial class CpuKernels
     public unsafe void DequantizeInt8(Tensor q, Tensor scale, Tensor y)
     {
         var (rows, c) = RowsCols(q);
-        nint py = (nint)Address(y), pq = (nint)Address(q), ps = (nint)Address(scale);
+        nint py = (nint)Ptr(y), pq = (nint)Ptr(q), ps = (nint)Ptr(scale);
         DType dtype = y.DType;
         ParallelFor(rows, c, (start, end) =>
         {

@@ -109,7 +109,7 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, c) = RowsCols(x);
-        nint px = (nint)Address(x), py = (nint)Address(y);
+        nint px = (nint)Ptr(x), py = (nint)Ptr(y);
         ParallelFor(rows, c, (start, end) =>
         {
             for (long r = start; r < end; r++)
@@ -135,7 +135,7 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, c) = RowsCols(y);
-        nint py = (nint)Address(y), pdy = (nint)Address(dy), pdx = (nint)Address(dx);
+        nint py = (nint)Ptr(y), pdy = (nint)Ptr(dy), pdx = (nint)Ptr(dx);
         ParallelFor(rows, c, (start, end) =>
         {
             for (long r = start; r < end; r++)
@@ -159,7 +159,7 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, v) = RowsCols(logits);
-        nint px = (nint)Address(logits), pl = (nint)Address(losses), pz = (nint)Address(lse);
+        nint px = (nint)Ptr(logits), pl = (nint)Ptr(losses), pz = (nint)Ptr(lse);
         ParallelFor(rows, v, (start, end) =>
         {
             for (long r = start; r < end; r++)
@@ -177,7 +177,7 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         var (rows, v) = RowsCols(logits);
-        nint px = (nint)Address(logits), pz = (nint)Address(lse), pdl = (nint)Address(dlosses), pd = (nint)Address(dlogits);
+        nint px = (nint)Ptr(logits), pz = (nint)Ptr(lse), pdl = (nint)Ptr(dlosses), pd = (nint)Ptr(dlogits);
         ParallelFor(rows, v, (start, end) =>
         {
             for (long r = start; r < end; r++)
