@@ -85,7 +85,11 @@ internal sealed unsafe partial class NpuKernels
         {
             var (lo, hi) = IntegerRange(to);
             string x64 = g.Cast(x, from, DType.I64);
-            string clipped = g.Node("Max", [g.Node("Min", [x64, g.Scalar(hi, DType.I64)]), g.Scalar(lo, DType.I64)]);
+            // Where/Greater rather than Min/Max: ONNX Runtime 1.31's I64 Min/Max mis-compare values above 2^31 here.
+            string hiC = g.Scalar(hi, DType.I64);
+            string loC = g.Scalar(lo, DType.I64);
+            string upper = g.Node("Where", [g.Node("Greater", [x64, hiC]), hiC, x64]);
+            string clipped = g.Node("Where", [g.Node("Less", [upper, loC]), loC, upper]);
             y = g.Cast(clipped, DType.I64, to);
         }
         else if (from.Is16Bit() && to.Is16Bit())
@@ -137,6 +141,18 @@ internal sealed unsafe partial class NpuKernels
     /// <summary>op(x) in the compute dtype <paramref name="ct"/>.</summary>
     internal static string UnaryNode(OnnxGraph g, UnaryOp op, string x, DType ct)
     {
+        string y = UnaryFormula(g, op, x, ct);
+        if (op is UnaryOp.GeluErf or UnaryOp.GeluTanh or UnaryOp.Silu)
+        {
+            // x · (a factor that tends to 0) is −∞ · 0 = NaN at x = −∞, where the limit is 0.
+            string negInf = g.Node("IsInf", [x], Attr.Int("detect_positive", 0), Attr.Int("detect_negative", 1));
+            y = g.Node("Where", [negInf, g.Scalar(0, ct), y]);
+        }
+        return y;
+    }
+
+    private static string UnaryFormula(OnnxGraph g, UnaryOp op, string x, DType ct)
+    {
         switch (op)
         {
             case UnaryOp.Neg: return g.Node("Neg", [x]);
@@ -148,8 +164,8 @@ internal sealed unsafe partial class NpuKernels
             case UnaryOp.Tanh: return g.Node("Tanh", [x]);
             case UnaryOp.Sigmoid: return g.Node("Sigmoid", [x]);
             case UnaryOp.Relu:
-                // Relu keeps NaN on floats; integers have no Relu kernel in ONNX Runtime, so Max with 0.
-                return ct.IsFloatingPoint() ? g.Node("Relu", [x]) : g.Node("Max", [x, g.Scalar(0, ct)]);
+                // Relu keeps NaN on floats; integers have no Relu kernel in ONNX Runtime, so a maximum with 0.
+                return ct.IsFloatingPoint() ? g.Node("Relu", [x]) : BinaryNode(g, BinaryOp.Max, x, g.Scalar(0, ct), ct);
             case UnaryOp.GeluErf:
             {
                 // x · ½ · (1 + erf(x / √2))
@@ -219,11 +235,12 @@ internal sealed unsafe partial class NpuKernels
             case BinaryOp.Max:
             case BinaryOp.Min:
             {
-                string m = g.Node(op == BinaryOp.Max ? "Max" : "Min", [a, b]);
                 if (!ct.IsFloatingPoint())
                 {
-                    return m;
+                    // ONNX Runtime 1.31's integer Max/Min compared I64 values above 2^31 wrongly here: Where picks exactly.
+                    return g.Node("Where", [g.Node(op == BinaryOp.Max ? "Greater" : "Less", [a, b]), a, b]);
                 }
+                string m = g.Node(op == BinaryOp.Max ? "Max" : "Min", [a, b]);
                 // NaN-propagating: where either side is NaN, a + b is NaN.
                 string anyNan = g.Node("Or", [g.Node("IsNaN", [a]), g.Node("IsNaN", [b])]);
                 return g.Node("Where", [anyNan, g.Node("Add", [a, b]), m]);

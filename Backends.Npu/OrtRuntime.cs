@@ -38,7 +38,7 @@ internal static class OrtRuntime
         {
             GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
         };
         try
         {
@@ -115,7 +115,8 @@ internal static class OrtRuntime
         var creation = new EnvironmentCreationOptions
         {
             logId = "hal",
-            logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
+            // Provider load failures are reported through the probe's reasons, not printed by the runtime.
+            logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
             threadOptions = threads,
         };
         return OrtEnv.CreateInstanceWithOptions(ref creation);
