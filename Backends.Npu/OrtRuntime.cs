@@ -13,6 +13,10 @@ internal static class OrtRuntime
     private static readonly Lazy<OrtEnv> s_env = new(CreateEnv);
     private static readonly Lazy<IReadOnlyList<ProviderStatus>> s_providers = new(ProbeProviders);
 
+    // The runtime's error log: a provider that fails to load says which library is missing only there.
+    private static readonly List<string> s_errorLog = [];
+    private static readonly DOrtLoggingFunction s_logger = Log;
+
     /// <summary>The environment (created on first use).</summary>
     public static OrtEnv Env => s_env.Value;
 
@@ -115,9 +119,10 @@ internal static class OrtRuntime
         var creation = new EnvironmentCreationOptions
         {
             logId = "hal",
-            // Provider load failures are reported through the probe's reasons, not printed by the runtime.
-            logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL,
+            // Errors are collected (provider load failures become the probe's reasons), not printed by the runtime.
+            logLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
             threadOptions = threads,
+            loggingFunction = s_logger,
         };
         return OrtEnv.CreateInstanceWithOptions(ref creation);
     }
@@ -143,9 +148,25 @@ internal static class OrtRuntime
         return result;
     }
 
+    private static void Log(IntPtr param, OrtLoggingLevel severity, string category, string logId, string codeLocation, string message)
+    {
+        lock (s_errorLog)
+        {
+            s_errorLog.Add(message);
+            if (s_errorLog.Count > 64)
+            {
+                s_errorLog.RemoveAt(0);
+            }
+        }
+    }
+
     /// <summary>Creates a one-node session on the provider; null when it works, else why not.</summary>
     private static string? TryCreateSession(string provider)
     {
+        lock (s_errorLog)
+        {
+            s_errorLog.Clear();
+        }
         try
         {
             using var options = CreateSessionOptions(provider);
@@ -158,6 +179,16 @@ internal static class OrtRuntime
         catch (Exception e)
         {
             string message = e.Message.ReplaceLineEndings(" ").Trim();
+            lock (s_errorLog)
+            {
+                // "Failed to load library …/libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open …"
+                const string marker = "with error: ";
+                string? detail = s_errorLog.Select(m => m.IndexOf(marker, StringComparison.Ordinal) is int i and >= 0 ? m[(i + marker.Length)..] : null).LastOrDefault(d => d is not null);
+                if (detail is not null)
+                {
+                    message = $"{detail.ReplaceLineEndings(" ").Trim()} ({message})";
+                }
+            }
             return $"cannot create a session on it: {message}";
         }
     }
