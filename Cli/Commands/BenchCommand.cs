@@ -109,7 +109,9 @@ internal static class BenchCommand
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             // Progress goes to stderr so that --json output on stdout stays parseable.
-            var results = GemmBench.Run(device, parse.GetValue(sizes) ?? DefaultSizes, parse.GetValue(dtype) ?? DType.F32, stderr, gemmPeer);
+            // An absent --sizes reads as an empty array here, not null.
+            int[] sizeList = parse.GetValue(sizes) is { Length: > 0 } given ? given : DefaultSizes;
+            var results = GemmBench.Run(device, sizeList, parse.GetValue(dtype) ?? DType.F32, stderr, gemmPeer);
             var rows = results.Select(r => new GemmJson(
                 r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak, r.PeakVectorBits,
                 r.Peer, r.PeerGflops, r.RatioToPeer, r.KernelSessions, r.KernelCacheHitRate, r.KernelCompileMs)).ToList();
