@@ -21,8 +21,20 @@ internal sealed unsafe partial class NpuKernels
         {
             var g = new OnnxGraph();
             string shape = g.Input("shape", DType.I64, 1);
-            string c = g.Scalar(value, dst.DType);
-            g.Output("y", g.Node("Expand", [c, shape]), dst.DType, 1);
+            string y;
+            if (dst.DType.Is16Bit())
+            {
+                // Expand has no 16-bit float kernel: expand the F32 value of the already-rounded bits (exact) and cast,
+                // which reproduces those bits.
+                var exact = new double[1];
+                Numerics.HostConvert.ToDoubles(bits, dst.DType, exact);
+                y = g.Cast(g.Node("Expand", [g.Scalar(exact[0], DType.F32), shape]), DType.F32, dst.DType);
+            }
+            else
+            {
+                y = g.Node("Expand", [g.Scalar(value, dst.DType), shape]);
+            }
+            g.Output("y", y, dst.DType, 1);
             return g;
         }, [HostInt64s([dst.ElementCount])], [flat], () => Host.Run([dst], [dst], (k, m) => k.Fill(m(dst)!, value)));
     }
