@@ -40,7 +40,7 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
     internal static DType ComputeType(DType dtype) => dtype.Is16Bit() ? DType.F32 : dtype;
 
     /// <summary>An operand: a tensor and the dims the graph sees it with (its own shape unless given).</summary>
-    internal readonly record struct Operand(Tensor? Tensor, long[] Dims, long[]? HostInt64 = null)
+    internal readonly record struct Operand(Tensor? Tensor, long[] Dims, long[]? HostInt64 = null, float[]? HostFloat32 = null)
     {
         public static implicit operator Operand(Tensor t) => new(t, DimsOf(t.Shape));
     }
@@ -50,6 +50,9 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
 
     /// <summary>A 1-D I64 input held in managed memory (shapes, axes).</summary>
     internal static Operand HostInt64s(long[] values) => new(null, [values.Length], values);
+
+    /// <summary>A 1-D F32 input held in managed memory (hyper-parameters that change between calls).</summary>
+    internal static Operand HostFloats(float[] values) => new(null, [values.Length], null, values);
 
     internal static long[] DimsOf(Shape shape)
     {
@@ -149,6 +152,10 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
         if (operand.HostInt64 is { } host)
         {
             return OrtValue.CreateTensorValueFromMemory(host, operand.Dims);
+        }
+        if (operand.HostFloat32 is { } floats)
+        {
+            return OrtValue.CreateTensorValueFromMemory(floats, operand.Dims);
         }
         var t = operand.Tensor!;
         var pointer = ((NpuBuffer)t.Buffer).Pointer + (nint)t.OffsetBytes;
