@@ -139,6 +139,12 @@ internal sealed unsafe partial class NpuKernels
             return;
         }
         DType dtype = x.DType;
+        if (dtype == DType.F64 && op is UnaryOp.Sin or UnaryOp.Cos)
+        {
+            // ONNX Runtime's F64 Sin/Cos are up to ~70 ulps off: the host's libm serves them.
+            Host.Run([x, y], [y], (k, m) => k.Unary(op, m(x)!, m(y)!));
+            return;
+        }
         string key = Key("unary", op, dtype);
         Run(key, () =>
         {
@@ -173,8 +179,14 @@ internal sealed unsafe partial class NpuKernels
             case UnaryOp.Log: return g.Node("Log", [x]);
             case UnaryOp.Sqrt: return g.Node("Sqrt", [x]);
             case UnaryOp.Rsqrt: return g.Node("Reciprocal", [g.Node("Sqrt", [x])]);
-            case UnaryOp.Tanh: return g.Node("Tanh", [x]);
-            case UnaryOp.Sigmoid: return g.Node("Sigmoid", [x]);
+            case UnaryOp.Tanh:
+            {
+                // ONNX Runtime's Tanh loses tiny arguments (28 ulp at the smallest normal F32); below the threshold
+                // tanh(x) = x − x³/3 rounds to x.
+                string tiny = g.Node("Less", [g.Node("Abs", [x]), g.Scalar(ct == DType.F64 ? Math.Pow(2, -27) : Math.Pow(2, -12), ct)]);
+                return g.Node("Where", [tiny, x, g.Node("Tanh", [x])]);
+            }
+            case UnaryOp.Sigmoid: return Sigmoid(g, x, ct);
             case UnaryOp.Relu:
                 // Relu keeps NaN on floats; integers have no Relu kernel in ONNX Runtime, so a maximum with 0.
                 return ct.IsFloatingPoint() ? g.Node("Relu", [x]) : BinaryNode(g, BinaryOp.Max, x, g.Scalar(0, ct), ct);
@@ -194,7 +206,7 @@ internal sealed unsafe partial class NpuKernels
                 string half = g.Node("Mul", [x, g.Scalar(0.5, ct)]);
                 return g.Node("Mul", [half, g.Node("Add", [t, g.Scalar(1, ct)])]);
             }
-            case UnaryOp.Silu: return g.Node("Mul", [x, g.Node("Sigmoid", [x])]);
+            case UnaryOp.Silu: return g.Node("Mul", [x, Sigmoid(g, x, ct)]);
             case UnaryOp.Sin: return g.Node("Sin", [x]);
             case UnaryOp.Cos: return g.Node("Cos", [x]);
             case UnaryOp.Round: return g.Node("Round", [x]);
@@ -202,6 +214,19 @@ internal sealed unsafe partial class NpuKernels
             case UnaryOp.Reciprocal: return g.Node("Reciprocal", [x]);
             default: throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op");
         }
+    }
+
+    /// <summary>
+    /// σ(x) from e = exp(−|x|): 1/(1 + e) for x ≥ 0 and e/(1 + e) below, which keeps the tiny values of large negative
+    /// x (ONNX Runtime's Sigmoid flushes them to 0 and is several ulps off elsewhere).
+    /// </summary>
+    internal static string Sigmoid(OnnxGraph g, string x, DType ct)
+    {
+        string e = g.Node("Exp", [g.Node("Neg", [g.Node("Abs", [x])])]);
+        string denominator = g.Node("Add", [g.Scalar(1, ct), e]);
+        string positive = g.Node("Reciprocal", [denominator]);
+        string negative = g.Node("Div", [e, denominator]);
+        return g.Node("Where", [g.Node("GreaterOrEqual", [x, g.Scalar(0, ct)]), positive, negative]);
     }
 
     public void Binary(BinaryOp op, Tensor a, Tensor b, Tensor y)

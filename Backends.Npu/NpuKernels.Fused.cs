@@ -276,12 +276,12 @@ internal sealed unsafe partial class NpuKernels
         {
             case UnaryOp.Sigmoid:
             {
-                string s = g.Node("Sigmoid", [x]);
+                string s = Sigmoid(g, x, ct);
                 return g.Node("Mul", [s, g.Node("Sub", [one, s])]);
             }
             case UnaryOp.Silu:
             {
-                string s = g.Node("Sigmoid", [xs]);
+                string s = Sigmoid(g, xs, ct);
                 return g.Node("Mul", [s, g.Node("Add", [one, g.Node("Mul", [xs, g.Node("Sub", [one, s])])])]);
             }
             case UnaryOp.GeluErf:

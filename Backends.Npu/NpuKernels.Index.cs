@@ -61,7 +61,7 @@ internal sealed unsafe partial class NpuKernels
         {
             return;
         }
-        string key = Key("gather", src.DType, index.DType, $"r{src.Rank}");
+        string key = Key("gather", src.DType, index.DType, $"r{src.Rank}", $"axis{axis}");
         Run(key, () =>
         {
             var g = new OnnxGraph();
@@ -80,7 +80,7 @@ internal sealed unsafe partial class NpuKernels
             return;
         }
         DType dtype = dst.DType;
-        string key = Key("scatter_add", dtype, index.DType, $"r{dst.Rank}");
+        string key = Key("scatter_add", dtype, index.DType, $"r{dst.Rank}", $"axis{axis}");
         Run(key, () =>
         {
             var g = new OnnxGraph();
