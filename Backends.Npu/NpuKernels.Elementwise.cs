@@ -150,6 +150,11 @@ internal sealed unsafe partial class NpuKernels
         {
             var g = new OnnxGraph();
             DType ct = ComputeType(dtype);
+            if (ct == DType.F32 && op is UnaryOp.Sigmoid or UnaryOp.Silu)
+            {
+                // For large negative x, exp(x) is an F32 denormal with few significant bits: F64 keeps them.
+                ct = DType.F64;
+            }
             string input = g.Cast(g.Input("x", dtype, 1), dtype, ct);
             g.Output("y", g.Cast(UnaryNode(g, op, input, ct), ct, dtype), dtype, 1);
             return g;

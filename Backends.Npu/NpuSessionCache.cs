@@ -137,6 +137,8 @@ internal sealed class NpuSessionCache(string provider) : IDisposable
 
     private static bool IsMissingImplementation(string message) =>
         message.Contains("Could not find an implementation", StringComparison.OrdinalIgnoreCase) ||
+        // The operator's schema has no such element type (ReduceSum of int8): the same for every provider.
+        message.Contains("Type Error: Type 'tensor(", StringComparison.Ordinal) ||
         message.Contains("NOT_IMPLEMENTED", StringComparison.OrdinalIgnoreCase) ||
         message.Contains("not supported", StringComparison.OrdinalIgnoreCase);
 
