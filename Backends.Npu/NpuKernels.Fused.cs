@@ -12,7 +12,7 @@ internal sealed unsafe partial class NpuKernels
         FusedOp.Softmax, FusedOp.SoftmaxBackward, FusedOp.LogSoftmax, FusedOp.LogSoftmaxBackward,
         FusedOp.LayerNorm, FusedOp.LayerNormBackward, FusedOp.RmsNorm, FusedOp.RmsNormBackward,
         FusedOp.CrossEntropy, FusedOp.CrossEntropyBackward, FusedOp.Embedding, FusedOp.EmbeddingBackward,
-        FusedOp.Attention, FusedOp.AttentionBackward, FusedOp.ActivationBackward, FusedOp.AdamW,
+        FusedOp.Rotary, FusedOp.RotaryBackward, FusedOp.Attention, FusedOp.AttentionBackward, FusedOp.ActivationBackward, FusedOp.AdamW,
     ];
 
     /// <summary>F32 and the 16-bit storage types (computed in F32); F64 uses the composite, which computes in F64.</summary>

@@ -47,3 +47,38 @@ public sealed class AttentionTests(NpuFixture f)
         }
     }
 }
+
+/// <summary>Fused rotary embedding on npu:0 against the CPU backend's.</summary>
+[Collection("npu")]
+public sealed class RotaryTests(NpuFixture f)
+{
+    private const ulong Seed = 97;
+
+    [Theory]
+    [InlineData(DType.F32, 0)]
+    [InlineData(DType.F32, 3)]
+    [InlineData(DType.BF16, 2)]
+    public void RotaryAndItsInverseMatchCpu(DType dtype, int offset)
+    {
+        // x [2, 5, 3, 8]; cos/sin tables [9, 4] of which rows offset .. offset + 5 are used.
+        var xs = new Shape(2, 5, 3, 8);
+        var (xn, xc) = Kit.Both(f, Kit.Random((int)xs.ElementCount, Seed), xs, dtype);
+        var angles = Enumerable.Range(0, 36).Select(i => 0.1 * i).ToArray();
+        var (cn, cc) = Kit.Both(f, angles.Select(Math.Cos).ToArray(), new Shape(9, 4), DType.F32);
+        var (sn, sc) = Kit.Both(f, angles.Select(Math.Sin).ToArray(), new Shape(9, 4), DType.F32);
+        using var yn = f.NpuOps.Empty(xs, dtype);
+        using var yc = f.CpuOps.Empty(xs, dtype);
+        f.NpuOps.Rotary(xn, cn, sn, offset, yn);
+        f.CpuOps.Rotary(xc, cc, sc, offset, yc);
+        // Two F32 products and a sum per element; 16-bit outputs round once more.
+        double tol = dtype == DType.F32 ? 1e-6 : dtype.Epsilon();
+        Kit.Close(f.CpuOps.ToDoubleArray(yc), f.NpuOps.ToDoubleArray(yn), tol, tol, $"rotary {dtype.Name()} offset {offset} seed={Seed}");
+        f.NpuOps.RotaryBackward(yn, cn, sn, offset, xn);
+        f.CpuOps.RotaryBackward(yc, cc, sc, offset, xc);
+        Kit.Close(f.CpuOps.ToDoubleArray(xc), f.NpuOps.ToDoubleArray(xn), tol, tol, $"rotary backward {dtype.Name()} offset {offset} seed={Seed}");
+        foreach (var t in new[] { xn, xc, cn, cc, sn, sc })
+        {
+            t.Dispose();
+        }
+    }
+}
