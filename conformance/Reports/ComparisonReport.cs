@@ -17,17 +17,7 @@ public static class ComparisonReport
     {
         ArgumentNullException.ThrowIfNull(writer);
         ArgumentNullException.ThrowIfNull(cases);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer),
-            Ansi = AnsiSupport.Detect,
-            ColorSystem = ColorSystemSupport.Detect,
-            Interactive = InteractionSupport.No,
-        });
-        if (!console.Profile.Capabilities.Ansi)
-        {
-            console.Profile.Width = Math.Max(console.Profile.Width, 160);
-        }
+        var console = ConsoleReport.ConsoleFor(writer);
         var ops = KernelComparison.ByOp(cases);
         var table = new Table { Title = new TableTitle(Markup.Escape($"{first} vs {second}")) };
         table.AddColumns("op", "compared", "not compared", "divergence (× allowed)", "divergence (ULP)", "where",

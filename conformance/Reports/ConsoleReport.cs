@@ -20,17 +20,7 @@ public static class ConsoleReport
     {
         ArgumentNullException.ThrowIfNull(writer);
         ArgumentNullException.ThrowIfNull(runs);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer),
-            Ansi = AnsiSupport.Detect,
-            ColorSystem = ColorSystemSupport.Detect,
-            Interactive = InteractionSupport.No,
-        });
-        if (!console.Profile.Capabilities.Ansi)
-        {
-            console.Profile.Width = Math.Max(console.Profile.Width, RedirectedWidth);
-        }
+        var console = ConsoleReport.ConsoleFor(writer);
         foreach (var run in runs.Where(r => r.Available))
         {
             console.Write(Table(run));
@@ -58,6 +48,29 @@ public static class ConsoleReport
         {
             writer.WriteLine($"total: {RunTotals.Of(runs.SelectMany(r => r.Results))}");
         }
+    }
+
+    /// <summary>
+    /// A Spectre console over <paramref name="writer"/>: with colours and the terminal's width when it is the process's
+    /// own standard output on a terminal; otherwise (a file, a CI log, a test's string writer) plain text,
+    /// <see cref="RedirectedWidth"/> columns wide so that rows do not wrap.
+    /// </summary>
+    public static IAnsiConsole ConsoleFor(TextWriter writer)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        bool terminal = ReferenceEquals(writer, Console.Out) && !Console.IsOutputRedirected;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = terminal ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = terminal ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        if (!terminal)
+        {
+            console.Profile.Width = RedirectedWidth;
+        }
+        return console;
     }
 
     private static Table Table(BackendRun run)
