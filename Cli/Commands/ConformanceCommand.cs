@@ -74,6 +74,10 @@ internal static class ConformanceCommand
             string[] backends = parse.GetValue(backend) ?? [];
             if (!parse.GetValue(collectives))
             {
+                if (parse.GetValue(ranks) is not null || parse.GetValue(timeout) is not null)
+                {
+                    throw new UsageException($"{(parse.GetValue(ranks) is not null ? "--ranks" : "--timeout")} applies to --collectives; the kernel checks run on one device per backend");
+                }
                 return ConformanceKernels.Run(parse, globals, kernels, backends, parse.GetValue(quick), parse.GetValue(json));
             }
             if (kernels.FirstGiven(parse) is { } kernelOnly)

@@ -169,8 +169,12 @@ internal static class ConformanceKernels
             HtmlReport.Write(file, runs, description);
         }
         ConsoleReport.Write(stdout, runs);
-        return runs.Any(r => r.Totals.UnexpectedFailures > 0) ? FailedExitCode : 0;
+        return ExitCodeFor(runs);
     }
+
+    /// <summary>0 when no case failed unexpectedly (expected failures, unsupported cases and skipped backends do not count), else <see cref="FailedExitCode"/>.</summary>
+    internal static int ExitCodeFor(IReadOnlyList<BackendRun> runs) =>
+        runs.Any(r => r.Totals.UnexpectedFailures > 0) ? FailedExitCode : 0;
 
     /// <summary>The backends to run: the named ones (default cpu), or with --all every registered one, with the probe's reason for those that cannot run.</summary>
     private static List<(string Name, string? Unavailable)> Targets(HalSession session, string[] backends, bool all)
