@@ -103,11 +103,12 @@ internal sealed partial class VendorKernels : IKernels
         UnaryOp.Sqrt => Math.Sqrt(x),
         UnaryOp.Rsqrt => 1 / Math.Sqrt(x),
         UnaryOp.Tanh => Math.Tanh(x),
-        UnaryOp.Sigmoid => 1 / (1 + Math.Exp(-x)),
+        UnaryOp.Sigmoid => Sigmoid(x),
         UnaryOp.Relu => double.IsNaN(x) || x > 0 ? x : 0,
-        UnaryOp.GeluErf => 0.5 * x * (1 + VendorMath.Erf(x / Math.Sqrt(2))),
-        UnaryOp.GeluTanh => 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x)))),
-        UnaryOp.Silu => x / (1 + Math.Exp(-x)),
+        // x → −∞: the factor goes to 0 faster than x grows, so the limit is −0 (−∞ · 0 would be NaN).
+        UnaryOp.GeluErf => double.IsNegativeInfinity(x) ? -0.0 : 0.5 * x * (1 + VendorMath.Erf(x / Math.Sqrt(2))),
+        UnaryOp.GeluTanh => double.IsNegativeInfinity(x) ? -0.0 : 0.5 * x * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (x + (0.044715 * x * x * x)))),
+        UnaryOp.Silu => double.IsNegativeInfinity(x) ? -0.0 : x * Sigmoid(x),
         UnaryOp.Sin => Math.Sin(x),
         UnaryOp.Cos => Math.Cos(x),
         UnaryOp.Round => Math.Round(x, MidpointRounding.ToEven),
@@ -115,6 +116,17 @@ internal sealed partial class VendorKernels : IKernels
         UnaryOp.Reciprocal => 1 / x,
         _ => throw new ArgumentOutOfRangeException(nameof(op), op, "unknown unary op"),
     };
+
+    /// <summary>1/(1 + e^−x), as e^x/(1 + e^x) for x &lt; 0 so that e^−x cannot overflow and tiny results keep their value.</summary>
+    private static double Sigmoid(double x)
+    {
+        if (x >= 0)
+        {
+            return 1 / (1 + Math.Exp(-x));
+        }
+        double e = Math.Exp(x);
+        return e / (1 + e);
+    }
 
     private static long UnaryInteger(UnaryOp op, long x) => op switch
     {
