@@ -20,7 +20,7 @@ public static class ComparisonReport
         var console = ConsoleReport.ConsoleFor(writer);
         var ops = KernelComparison.ByOp(cases);
         var table = new Table { Title = new TableTitle(Markup.Escape($"{first} vs {second}")) };
-        table.AddColumns("op", "compared", "not compared", "divergence (× allowed)", "divergence (ULP)", "where",
+        table.AddColumns("op", "compared", "not compared", "divergence (× allowed)", "ULP", "where",
             $"{Markup.Escape(first)} error", $"{Markup.Escape(second)} error");
         foreach (var op in ops)
         {
@@ -31,7 +31,7 @@ public static class ComparisonReport
                 op.NotCompared.Count(c => !c.Case.IsErrorCase).ToString(CultureInfo.InvariantCulture),
                 w is null ? "-" : Colour(w.Normalised, KernelComparison.Format(w.Normalised)),
                 w is null ? "-" : KernelComparison.Format(w.Ulps),
-                w is null ? "-" : Markup.Escape($"{w.Case.Id} {w.Output}[{w.WorstIndex}]"),
+                w is null || w.Normalised == 0 ? "-" : Markup.Escape($"{w.Case.Id} {w.Output}[{w.WorstIndex}]"),
                 Colour(op.FirstWorstError, KernelComparison.Format(op.FirstWorstError)),
                 Colour(op.SecondWorstError, KernelComparison.Format(op.SecondWorstError)));
         }
