@@ -89,6 +89,25 @@ public sealed class KernelConformanceCommandTests : IDisposable
     }
 
     [Fact]
+    public void CasesThatCannotAllocateFailTheRunUnlessExpected()
+    {
+        // A 1 KiB device cannot hold a 1031-element f32 input: every case errors with the typed out-of-memory error.
+        const string large = "unary.exp/f32/[1031]/*";
+        int n = CasesMatching(large);
+        Assert.True(n > 0);
+        var r = CliRunner.Run("conformance", "--filter", large, "--device-memory", "1KiB", "--junit", PathOf("oom.xml"));
+        Assert.True(r.ExitCode == 1, $"exit {r.ExitCode}\n{r.Stdout}\n{r.Stderr}");
+        Assert.Contains($"cpu:0: {n} cases: 0 passed, 0 failed, {n} errored", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ERROR [cpu:0] raised OutOfDeviceMemoryException: out of memory on cpu:0: asked for 4124 bytes", r.Stdout, StringComparison.Ordinal);
+        Assert.Equal(n, XDocument.Load(PathOf("oom.xml")).Descendants("failure").Count());
+
+        File.WriteAllText(PathOf("oom.json"), $$"""{"expectedFailures":[{"case":"{{large}}","reason":"a 1 KiB device"}]}""");
+        var expected = CliRunner.Run("conformance", "--filter", large, "--device-memory", "1KiB", "--expect", PathOf("oom.json"));
+        Assert.True(expected.ExitCode == 0, $"exit {expected.ExitCode}\n{expected.Stdout}\n{expected.Stderr}");
+        Assert.Contains($"{n} expected failures", expected.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TheExitCodeIsOneOnlyForUnexpectedFailures()
     {
         KernelCaseResult R(CaseStatus s) => new(KernelCatalogue.All().First(), "cpu:0", s, null, [], "m", [], 0);
