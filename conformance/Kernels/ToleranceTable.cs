@@ -110,6 +110,7 @@ public static class ToleranceTable
         new("gemm", RuleKind.Bound, 0, 0, 1, 1, 2, "Higham §3.1: a dot product of length K has |error| ≤ γ(K)·Σ|a||b|; +2 roundings for alpha and the beta·c / bias additions (scale = |α|Σ|a||b| + |β||c| + |bias|). " + Storage16),
         new("index_add", RuleKind.Bound, 0, 0, 1, 1, 0, "repeated indices add in an unspecified order: the sum bound γ(count+1)·Σ|terms| per element (n = the most repeats of one index + 1). " + Storage16),
         new("scatter_add", RuleKind.Bound, 0, 0, 1, 1, 0, "as index_add"),
+        new("embedding", RuleKind.Bitwise, 0, 0, 0, 0, 0, "a gather of table rows: the bits move unchanged"),
         new("embedding_backward", RuleKind.Bound, 0, 0, 1, 1, 0, "as index_add: rows of dy summed per id"),
 
         // ---- tier 2 (forward) -----------------------------------------------------------------------------------
