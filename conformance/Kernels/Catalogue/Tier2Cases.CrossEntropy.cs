@@ -19,7 +19,7 @@ public static partial class Tier2Cases
                     foreach (var kind in new[] { ValueKind.Normal, ValueKind.Large })
                     {
                         string variant = $"{KindName(kind)}-{index.Name()}";
-                        bool quick = vocab == 33 && kind == ValueKind.Normal;
+                        bool quick = kind == ValueKind.Normal && (vocab == 33 || (vocab == 1024 && index == DType.I64));
                         foreach (var c in Both(FusedOp.CrossEntropy, dtype, shape, variant, quick,
                             $"losses and lse of softmax cross-entropy, {index.Name()} targets with ignored (negative) rows, {kind} logits",
                             ctx => RunCrossEntropy(ctx, dtype, index, rows, vocab, kind), [DType.F32, index]))
