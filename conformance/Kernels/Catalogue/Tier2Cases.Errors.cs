@@ -1,7 +1,7 @@
 namespace Hal.Conformance.Kernels.Catalogue;
 
 // Error cases: bad calls that Ops must reject with the documented exception, before any kernel runs.
-// Shapes are printed per case; every tensor is F32 unless the case says otherwise.
+// Shapes are printed per case; every tensor is F32 unless the case says otherwise; :foreign marks a tensor on another device.
 public static partial class Tier2Cases
 {
     private static IEnumerable<KernelCase> Errors() =>
@@ -18,6 +18,13 @@ public static partial class Tier2Cases
     private sealed record FusedError(FusedOp Op, DType DType, string Shape, string Variant, Type Expects, string Description, Action<CaseContext> Call, DType[]? AlsoNeeds = null);
 
     private static Tensor Z(CaseContext ctx, DType dtype, params int[] dims) => ctx.Empty(new Shape(dims), dtype);
+
+    /// <summary>A zero tensor on a second device, not the one under test.</summary>
+    private static Tensor Away(CaseContext ctx, DType dtype, params int[] dims)
+    {
+        var device = ctx.Own(new ForeignDevice());
+        return ctx.Own(device.Zeros(new Shape(dims), dtype));
+    }
 
     private static IEnumerable<KernelCase> GemmErrors()
     {
@@ -42,6 +49,10 @@ public static partial class Tier2Cases
                 ctx => ctx.Ops.Gemm(Z(ctx, f, 3, 4), Z(ctx, DType.F64, 4, 6), Z(ctx, f, 3, 6)), [DType.F64]),
             ("a[3,4] b[4,6] c[3,6] bias[6]:f16", "error-bias-dtype", typeof(DTypeMismatchException), "bias f16 with f32 operands",
                 ctx => ctx.Ops.Gemm(Z(ctx, f, 3, 4), Z(ctx, f, 4, 6), Z(ctx, f, 3, 6), bias: Z(ctx, DType.F16, 6)), [DType.F16]),
+            ("a[3,4] b[4,6]:foreign c[3,6]", "error-foreign-device", typeof(DeviceMismatchException), "b lives on another device",
+                ctx => ctx.Ops.Gemm(Z(ctx, f, 3, 4), Away(ctx, f, 4, 6), Z(ctx, f, 3, 6)), []),
+            ("a[3,4] b[4,6] c[3,6] bias[6]:foreign", "error-foreign-bias", typeof(DeviceMismatchException), "bias lives on another device",
+                ctx => ctx.Ops.Gemm(Z(ctx, f, 3, 4), Z(ctx, f, 4, 6), Z(ctx, f, 3, 6), bias: Away(ctx, f, 6)), []),
             ("a[3,4]:i32 b[4,6]:i32 c[3,6]:i32", "error-integer", typeof(DTypeNotSupportedException), "GEMM needs a floating-point dtype",
                 ctx => ctx.Ops.Gemm(Z(ctx, DType.I32, 3, 4), Z(ctx, DType.I32, 4, 6), Z(ctx, DType.I32, 3, 6)), [DType.I32]),
         };
@@ -73,6 +84,27 @@ public static partial class Tier2Cases
         var mismatch = typeof(DTypeMismatchException);
         var notSupported = typeof(DTypeNotSupportedException);
         var range = typeof(ArgumentOutOfRangeException);
+        var device = typeof(DeviceMismatchException);
+
+        // A tensor on another device, one per op family (Ops checks every operand's device first).
+        yield return new(FusedOp.Softmax, f, "x[3,5] y[3,5]:foreign", "error-foreign-device", device, "y lives on another device", ctx => ctx.Ops.Softmax(Z(ctx, f, 3, 5), Away(ctx, f, 3, 5)));
+        yield return new(FusedOp.LayerNorm, f, "x[4,6] rstd[4]:foreign", "error-foreign-device", device, "rstd lives on another device",
+            ctx => ctx.Ops.LayerNorm(Z(ctx, f, 4, 6), Z(ctx, f, 6), null, 1e-5, Z(ctx, f, 4, 6), Z(ctx, f, 4), Away(ctx, f, 4)));
+        yield return new(FusedOp.CrossEntropy, f, "logits[4,9] targets[4]:foreign", "error-foreign-device", device, "targets live on another device",
+            ctx => ctx.Ops.CrossEntropy(Z(ctx, f, 4, 9), Away(ctx, DType.I64, 4), Z(ctx, f, 4), Z(ctx, f, 4)), [DType.I64]);
+        yield return new(FusedOp.Embedding, f, "w[10,4]:foreign ids[3]", "error-foreign-device", device, "the table lives on another device",
+            ctx => ctx.Ops.Embedding(Away(ctx, f, 10, 4), Z(ctx, DType.I64, 3), Z(ctx, f, 3, 4)), [DType.I64]);
+        yield return new(FusedOp.Rotary, f, "x[1,2,1,4] sin[4,2]:foreign", "error-foreign-device", device, "sin lives on another device",
+            ctx => ctx.Ops.Rotary(Z(ctx, f, 1, 2, 1, 4), Z(ctx, f, 4, 2), Away(ctx, f, 4, 2), 0, Z(ctx, f, 1, 2, 1, 4)));
+        yield return new(FusedOp.AttentionBackward, f, "q[1,2,4,8] dv[1,2,5,8]:foreign", "error-foreign-device", device, "dv lives on another device",
+            ctx => ctx.Ops.AttentionBackward(Z(ctx, f, 1, 2, 4, 8), Z(ctx, f, 1, 2, 5, 8), Z(ctx, f, 1, 2, 5, 8), Z(ctx, f, 1, 2, 4, 8), Z(ctx, f, 1, 2, 4),
+                Z(ctx, f, 1, 2, 4, 8), false, 1, Z(ctx, f, 1, 2, 4, 8), Z(ctx, f, 1, 2, 5, 8), Away(ctx, f, 1, 2, 5, 8)));
+        yield return new(FusedOp.ActivationBackward, f, "x[5] dy[5]:foreign", "error-foreign-device", device, "dy lives on another device",
+            ctx => ctx.Ops.ActivationBackward(UnaryOp.Silu, Z(ctx, f, 5), Away(ctx, f, 5), Z(ctx, f, 5)));
+        yield return new(FusedOp.AdamW, f, "p[5] v[5]:foreign", "error-foreign-device", device, "v lives on another device",
+            ctx => ctx.Ops.AdamW(Z(ctx, f, 5), Z(ctx, f, 5), Z(ctx, f, 5), Away(ctx, f, 5), new AdamWConfig(1e-3), 1));
+        yield return new(FusedOp.QuantizeInt8, f, "x[3,4] q[3,4]:foreign", "error-foreign-device", device, "q lives on another device",
+            ctx => ctx.Ops.QuantizeInt8(Z(ctx, f, 3, 4), Away(ctx, DType.I8, 3, 4), Z(ctx, f, 3)), [DType.I8]);
 
         yield return new(FusedOp.Softmax, f, "x[3,5] y[3,6]", "error-shape", shape, "y's shape differs from x's", ctx => ctx.Ops.Softmax(Z(ctx, f, 3, 5), Z(ctx, f, 3, 6)));
         yield return new(FusedOp.Softmax, f, "x[3,5] y[3,5]:f64", "error-dtype", mismatch, "y's dtype differs from x's", ctx => ctx.Ops.Softmax(Z(ctx, f, 3, 5), Z(ctx, DType.F64, 3, 5)), [DType.F64]);
