@@ -13,16 +13,18 @@ public static partial class Tier2Cases
 
     private static IEnumerable<KernelCase> OptimizerCases()
     {
-        foreach (var dtype in FloatDTypes)
+        // F64 parameters take F64 or F32 states; every other float dtype takes F32 states.
+        var configurations = FloatDTypes.Select(d => (DType: d, State: d == DType.F64 ? DType.F64 : DType.F32)).Append((DType.F64, DType.F32));
+        foreach (var (dtype, state) in configurations)
         {
-            var state = dtype == DType.F64 ? DType.F64 : DType.F32;
             foreach (int[] dims in OptimizerShapes)
             {
                 string shape = Dims(dims);
                 bool quick = dims.Length == 2;
                 foreach (double wd in new[] { 0.0, 0.1 })
                 {
-                    string variant = $"{OptimizerSteps}steps-wd{wd}";
+                    string suffix = state == dtype || dtype != DType.F64 ? "" : $"-{state.Name()}-states";
+                    string variant = $"{OptimizerSteps}steps-wd{wd}{suffix}";
                     var adam = new AdamWConfig(1e-2, WeightDecay: wd);
                     foreach (var c in Both(FusedOp.AdamW, dtype, shape, variant, quick,
                         $"{OptimizerSteps} AdamW steps (lr 1e-2, weight decay {wd}), {state.Name()} states",
@@ -37,7 +39,7 @@ public static partial class Tier2Cases
                         yield return c;
                     }
                     var lars = new LarsConfig(0.1, WeightDecay: wd / 100);
-                    foreach (var c in Both(FusedOp.Lars, dtype, shape, $"{OptimizerSteps}steps-wd{wd / 100}", quick,
+                    foreach (var c in Both(FusedOp.Lars, dtype, shape, $"{OptimizerSteps}steps-wd{wd / 100}{suffix}", quick,
                         $"{OptimizerSteps} LARS steps (lr 0.1, momentum 0.9, weight decay {wd / 100}), {state.Name()} buffer",
                         ctx => RunLars(ctx, dtype, state, dims, lars), [state]))
                     {
@@ -47,6 +49,9 @@ public static partial class Tier2Cases
             }
         }
     }
+
+    /// <summary>The relative rounding of a state stored below the parameters' precision (F32 states of F64 parameters).</summary>
+    private static double StateRounding(DType dtype, DType state) => dtype == DType.F64 && state == DType.F32 ? F32Rounding : 0;
 
     private static IReadOnlyList<CaseOutput> RunAdam(CaseContext ctx, DType dtype, DType state, int[] dims, AdamWConfig config, bool lamb)
     {
@@ -91,11 +96,14 @@ public static partial class Tier2Cases
                 ratioWidening = un > 0 ? 1 + RefNN.Norm(ua) / un : 1;
             }
             var pScale = new double[count];
+            int n = lamb ? checked((int)count) : 0;
             for (int i = 0; i < count; i++)
             {
                 pScale[i] = Math.Abs(p[i]) + config.LearningRate * ratio * ua[i] * ratioWidening;
+                // F64 parameters with F32 states: a kernel may update p from the moments rounded to F32 (2⁻²⁴ each,
+                // through m̂ and √v̂) or from the unrounded ones.
+                AddAbsolute(pScale, i, StateRounding(dtype, state) * 2 * config.LearningRate * ratio * ua[i] * ratioWidening, ToleranceTable.For(op), n, dtype);
             }
-            int n = lamb ? checked((int)count) : 0;
             outputs.Add(Out($"param@step{step}", op, dtype, ctx.Download(tp), p2, n, pScale));
             outputs.Add(Out($"m@step{step}", op, state, ctx.Download(tm), m2, n, mScale));
             outputs.Add(Out($"v@step{step}", op, state, ctx.Download(tv), v2, n, vScale));
@@ -129,6 +137,11 @@ public static partial class Tier2Cases
                 pScale[i] = Math.Abs(p[i]) + config.LearningRate * bScale[i];
             }
             int n = checked((int)count);
+            for (int i = 0; i < count; i++)
+            {
+                // F64 parameters with an F32 buffer: p may be updated from the buffer rounded to F32 or not.
+                AddAbsolute(pScale, i, StateRounding(dtype, state) * config.LearningRate * bScale[i], ToleranceTable.For(op), n, dtype);
+            }
             outputs.Add(Out($"param@step{step}", op, dtype, ctx.Download(tp), p2, n, pScale));
             outputs.Add(Out($"buffer@step{step}", op, state, ctx.Download(tb), b2, n, bScale));
         }
