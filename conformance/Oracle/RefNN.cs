@@ -416,17 +416,18 @@ public static class RefNN
     }
 
     /// <summary>
-    /// max + log Σ exp(x − max) over x[offset..offset+count), in IEEE arithmetic: −∞ for no elements; NaN when any
-    /// element is NaN or the max is infinite (x − max is then ∞ − ∞ somewhere), as softmax's definition gives.
+    /// max + log Σ exp(x − max) over x[offset..offset+count): −∞ = log 0 when no element is above −∞ (none at all,
+    /// or all −∞: the sum is empty, as for an attention row that sees no key); NaN when any element is NaN or one is
+    /// +∞ (x − max is then ∞ − ∞, as softmax's definition through the max gives).
     /// </summary>
     public static double LogSumExp(double[] x, int offset, int count)
     {
         ArgumentNullException.ThrowIfNull(x);
-        if (count == 0)
-        {
-            return double.NegativeInfinity;
-        }
         double max = RowMax(x, offset, count);
+        if (double.IsNegativeInfinity(max))
+        {
+            return max;
+        }
         if (double.IsNaN(max) || double.IsInfinity(max))
         {
             return double.NaN;

@@ -16,7 +16,8 @@ public static partial class Tier2Cases
                 string shape = Dims(rows, vocab);
                 foreach (var index in new[] { DType.I64, DType.I32 })
                 {
-                    foreach (var kind in new[] { ValueKind.Normal, ValueKind.Large })
+                    // Edge: NaN, +Inf and −Inf logits in rows 1–3 (row 1 is also ignored: its loss stays 0, its lse NaN).
+                    foreach (var kind in new[] { ValueKind.Normal, ValueKind.Large, ValueKind.Edge })
                     {
                         string variant = $"{KindName(kind)}-{index.Name()}";
                         bool quick = kind == ValueKind.Normal && (vocab == 33 || (vocab == 1024 && index == DType.I64));
@@ -51,7 +52,11 @@ public static partial class Tier2Cases
 
     private static IReadOnlyList<CaseOutput> RunCrossEntropy(CaseContext ctx, DType dtype, DType index, int rows, int vocab, ValueKind kind)
     {
-        double[] logits = ctx.Values.Floats((long)rows * vocab, kind, dtype);
+        double[] logits = ctx.Values.Floats((long)rows * vocab, kind == ValueKind.Edge ? ValueKind.Normal : kind, dtype);
+        if (kind == ValueKind.Edge)
+        {
+            InjectSpecials(ctx, logits, rows, vocab);
+        }
         long[] targets = Targets(ctx, rows, vocab);
         var tl = ctx.Upload(logits, new Shape(rows, vocab), dtype);
         var tt = ctx.Upload(Array.ConvertAll(targets, v => (double)v), new Shape(rows), index);

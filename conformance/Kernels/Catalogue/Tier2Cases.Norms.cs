@@ -21,7 +21,8 @@ public static partial class Tier2Cases
                 int rows = cols >= 1024 ? 2 : 5;
                 string shape = Dims(rows, cols);
                 // Offset: mean 8, std 1, where a variance formed as E[x²] − E[x]² loses digits.
-                foreach (string kind in new[] { "normal", "large", "offset" })
+                // Special: NaN, +Inf and −Inf in rows 1–3, which must poison those rows only.
+                foreach (string kind in new[] { "normal", "large", "offset", "special" })
                 {
                     bool quick = cols is 33 or 1024 && kind == "normal";
                     foreach (bool withBias in new[] { true, false })
@@ -64,9 +65,13 @@ public static partial class Tier2Cases
         }
     }
 
-    private static double[] NormInputs(CaseContext ctx, DType dtype, int count, string kind)
+    private static double[] NormInputs(CaseContext ctx, DType dtype, int count, string kind, int cols = 1)
     {
         double[] x = ctx.Values.Floats(count, kind == "large" ? ValueKind.Large : ValueKind.Normal, dtype);
+        if (kind == "special")
+        {
+            InjectSpecials(ctx, x, count / Math.Max(cols, 1), cols);
+        }
         if (kind == "offset")
         {
             for (int i = 0; i < x.Length; i++)
@@ -89,7 +94,7 @@ public static partial class Tier2Cases
 
     private static IReadOnlyList<CaseOutput> RunLayerNorm(CaseContext ctx, DType dtype, int rows, int cols, string kind, bool withBias)
     {
-        double[] x = NormInputs(ctx, dtype, rows * cols, kind);
+        double[] x = NormInputs(ctx, dtype, rows * cols, kind, cols);
         double[] w = ctx.Values.Floats(cols, ValueKind.Normal, dtype);
         double[]? b = withBias ? ctx.Values.Floats(cols, ValueKind.Normal, dtype) : null;
         var shape = new Shape(rows, cols);
@@ -127,7 +132,7 @@ public static partial class Tier2Cases
 
     private static IReadOnlyList<CaseOutput> RunRmsNorm(CaseContext ctx, DType dtype, int rows, int cols, string kind)
     {
-        double[] x = NormInputs(ctx, dtype, rows * cols, kind);
+        double[] x = NormInputs(ctx, dtype, rows * cols, kind, cols);
         double[] w = ctx.Values.Floats(cols, ValueKind.Normal, dtype);
         var shape = new Shape(rows, cols);
         var tx = ctx.Upload(x, shape, dtype);

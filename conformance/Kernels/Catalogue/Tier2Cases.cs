@@ -102,6 +102,19 @@ public static partial class Tier2Cases
     /// <summary><c>[a,b,…]</c>.</summary>
     private static string Dims(params int[] dims) => "[" + string.Join(",", dims) + "]";
 
+    /// <summary>
+    /// Puts one special value in each of rows 1, 2 and 3 (NaN, +Inf, −Inf, at a random column) and leaves the other rows
+    /// finite: a special value must poison its own row only (by IEEE arithmetic through the op's definition).
+    /// </summary>
+    private static void InjectSpecials(CaseContext ctx, double[] x, int rows, int cols)
+    {
+        double[] specials = [double.NaN, double.PositiveInfinity, double.NegativeInfinity];
+        for (int r = 1; r < Math.Min(rows, 4) && cols > 0; r++)
+        {
+            x[r * cols + ctx.Values.NextInt(cols)] = specials[r - 1];
+        }
+    }
+
     /// <summary>Lower-case name of a value kind, for ids.</summary>
     private static string KindName(ValueKind kind) => kind.ToString().ToLowerInvariant();
 }
