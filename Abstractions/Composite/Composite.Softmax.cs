@@ -123,7 +123,7 @@ public static partial class Composite
         s.Store(lseC, lse);
     }
 
-    /// <summary>dlogits = (exp(logits − lse) − onehot(target)) · dlosses · validity, the one-hot made by ScatterAdd of the validity.</summary>
+    /// <summary>dlogits = (exp(logits − lse) − onehot(target)) · dlosses, zero rows for ignored targets; the one-hot made by ScatterAdd of the validity.</summary>
     public static void CrossEntropyBackward(Ops ops, Tensor logits, Tensor targets, Tensor lse, Tensor dlosses, Tensor dlogits)
     {
         int n = checked((int)targets.ElementCount);
@@ -140,12 +140,21 @@ public static partial class Composite
         ops.Binary(BinaryOp.Sub, xc, lseC, p);
         ops.Unary(UnaryOp.Exp, p, p);
 
-        var (index, valid) = TargetIndexAndValidity(s, targets.Reshape(n, 1), ct);
+        var t = targets.Reshape(n, 1);
+        var (index, valid) = TargetIndexAndValidity(s, t, ct);
         var onehot = s.Full(new Shape(n, v), 0, ct);
         ops.ScatterAdd(valid, 1, index, onehot);
         ops.Binary(BinaryOp.Sub, p, onehot, p);
-        var rowScale = s.Binary(BinaryOp.Mul, s.As(dlosses.Reshape(n, 1), ct), valid);
-        ops.Binary(BinaryOp.Mul, p, rowScale, p);
+        ops.Binary(BinaryOp.Mul, p, s.As(dlosses.Reshape(n, 1), ct), p);
+
+        // An ignored row's gradient is 0 even when its logits hold NaN or ±Inf (a multiplication by the validity
+        // would keep NaN·0 = NaN): the rows sit under n zero rows, and row r is read back from r + n·validity_r.
+        var stacked = s.Full(new Shape(2 * n, v), 0, ct);
+        ops.Copy(p, stacked.Slice(n, n));
+        var rows = s.Constant(Enumerable.Range(0, n).Select(r => (double)r).ToArray(), new Shape(n, 1), t.DType);
+        var source = s.Binary(BinaryOp.Mul, IntegerValidity(s, t), n);
+        ops.Binary(BinaryOp.Add, source, rows, source);
+        ops.IndexSelect(stacked, 0, source.Reshape(n), p);
         s.Store(p, dlogits);
     }
 

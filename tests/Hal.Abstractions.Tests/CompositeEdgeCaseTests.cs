@@ -63,6 +63,17 @@ public sealed class CompositeEdgeCaseTests : CompositeTestBase
             Assert.True(double.IsNaN(e[0]), $"{dtype}: lse of a row with NaN gave {e[0]}");
             Assert.Equal(Math.Log(2), e[3], 6);
             Assert.Equal(Math.Log(2), l[3], 6);
+
+            // Backward: the ignored rows' gradients are exactly 0 (NaN and +Inf logits included); row 3 is
+            // softmax − onehot = (½, −½).
+            using var dl = Upload([1, 1, 1, 1], DType.F32, 4);
+            using var dx = Ops.Empty(new Shape(4, 2), dtype);
+            Ops.CrossEntropyBackward(logits, targets, lse, dl, dx);
+            var d = Download(dx);
+            Assert.Equal([0.0, 0, 0, 0], d[..4]);
+            // lse is stored in F32, so p = exp(x − lse) is off by ~2⁻²⁴·log 2 even for F64 logits: 1e-6 covers it.
+            Assert.Equal(0.5, d[6], 1e-6);
+            Assert.Equal(-0.5, d[7], 1e-6);
         }
     }
 

@@ -28,11 +28,14 @@ public static partial class Tier2Cases
                             yield return c;
                         }
                     }
-                    foreach (var c in Both(FusedOp.CrossEntropyBackward, dtype, shape, $"normal-{index.Name()}", vocab == 33,
-                        $"dlogits = (softmax − onehot)·dlosses from the saved F32 lse, {index.Name()} targets with ignored rows",
-                        ctx => RunCrossEntropyBackward(ctx, dtype, index, rows, vocab), [DType.F32, index]))
+                    foreach (var kind in new[] { ValueKind.Normal, ValueKind.Edge })
                     {
-                        yield return c;
+                        foreach (var c in Both(FusedOp.CrossEntropyBackward, dtype, shape, $"{KindName(kind)}-{index.Name()}", vocab == 33 && kind == ValueKind.Normal,
+                            $"dlogits = (softmax − onehot)·dlosses from the saved F32 lse, {index.Name()} targets with ignored rows, {kind} logits (Edge: NaN, ±Inf in rows 1–3; ignored row 1 stays 0)",
+                            ctx => RunCrossEntropyBackward(ctx, dtype, index, rows, vocab, kind), [DType.F32, index]))
+                        {
+                            yield return c;
+                        }
                     }
                 }
             }
@@ -81,9 +84,13 @@ public static partial class Tier2Cases
         ];
     }
 
-    private static IReadOnlyList<CaseOutput> RunCrossEntropyBackward(CaseContext ctx, DType dtype, DType index, int rows, int vocab)
+    private static IReadOnlyList<CaseOutput> RunCrossEntropyBackward(CaseContext ctx, DType dtype, DType index, int rows, int vocab, ValueKind kind = ValueKind.Normal)
     {
         double[] logits = ctx.Values.Floats((long)rows * vocab, ValueKind.Normal, dtype);
+        if (kind == ValueKind.Edge)
+        {
+            InjectSpecials(ctx, logits, rows, vocab);
+        }
         CaseContext.Quantize(logits, dtype);
         long[] targets = Targets(ctx, rows, vocab);
         double[] dlosses = ctx.Values.Floats(rows, ValueKind.Normal, DType.F32);
