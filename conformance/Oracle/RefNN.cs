@@ -412,14 +412,21 @@ public static class RefNN
         return s;
     }
 
-    /// <summary>max + log Σ exp(x − max) over x[offset..offset+count) (−∞ for no elements or all −∞; NaN if any is NaN).</summary>
+    /// <summary>
+    /// max + log Σ exp(x − max) over x[offset..offset+count), in IEEE arithmetic: −∞ for no elements; NaN when any
+    /// element is NaN or the max is infinite (x − max is then ∞ − ∞ somewhere), as softmax's definition gives.
+    /// </summary>
     public static double LogSumExp(double[] x, int offset, int count)
     {
         ArgumentNullException.ThrowIfNull(x);
+        if (count == 0)
+        {
+            return double.NegativeInfinity;
+        }
         double max = RowMax(x, offset, count);
         if (double.IsNaN(max) || double.IsInfinity(max))
         {
-            return max;
+            return double.NaN;
         }
         double sum = 0;
         for (int c = 0; c < count; c++)
