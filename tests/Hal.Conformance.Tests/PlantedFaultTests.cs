@@ -1,6 +1,7 @@
 using System.Globalization;
 using Hal.Backends.Cpu;
 using Hal.Conformance.Kernels;
+using Xunit.Abstractions;
 
 namespace Hal.Conformance.Tests;
 
@@ -9,7 +10,7 @@ namespace Hal.Conformance.Tests;
 /// must fail at least one case of that kernel's own op, and every failure must be explained by the fault (the case
 /// called the faulty kernel: its own op, or a composite path built on it); no case that did not call it may fail.
 /// </summary>
-public sealed class PlantedFaultTests
+public sealed class PlantedFaultTests(ITestOutputHelper log)
 {
     /// <summary>Every planted fault, for the theory.</summary>
     public static TheoryData<PlantedFault> Faults() => new(Enum.GetValues<PlantedFault>());
@@ -57,6 +58,11 @@ public sealed class PlantedFaultTests
         });
         var failed = results.Where(r => r.IsUnexpectedFailure).ToList();
         string summary = Summary(fault, results, failed);
+        log.WriteLine(summary);
+        foreach (var group in failed.GroupBy(r => $"{r.Case.Op}/{r.Case.DType.Name()}{(r.Case.Fused is null ? "" : "@" + r.Case.Path.ToString().ToLowerInvariant())}"))
+        {
+            log.WriteLine($"  failed {group.Key}: {group.Count()} cases, e.g. {group.First().Message}");
+        }
 
         // The fault is seen on its own op.
         Assert.True(failed.Any(r => r.Case.Op == target),
@@ -113,6 +119,43 @@ public sealed class PlantedFaultTests
         Assert.Equal(0.099609375, b[4]);
     }
 
+    [Fact]
+    public void SumWithoutTailIgnoresTheLastLengthMod8Elements()
+    {
+        // Rows of lengths 7, 8, 9 and 17 of ones, summed along the row: 0, 8, 8 and 16 (the correct sums are the lengths).
+        using var device = new CpuBackend().Open(0);
+        var ops = new Ops(device, PlantedFaults.Wrap(PlantedFault.SumDropsTail, device.Kernels));
+        foreach (int length in new[] { 7, 8, 9, 17 })
+        {
+            using var x = ops.Full(new Shape(2, length), 1, DType.F32);
+            using var y = ops.Empty(new Shape(2, 1), DType.F32);
+            ops.Reduce(ReduceOp.Sum, x, 1, y);
+            Assert.Equal(length / 8 * 8, ops.ToDoubleArray(y)[1]);
+            // Along axis 0 (length 2 < 8) nothing is kept.
+            using var z = ops.Empty(new Shape(1, length), DType.F32);
+            ops.Reduce(ReduceOp.Sum, x, 0, z);
+            Assert.Equal(0, ops.ToDoubleArray(z)[length - 1]);
+        }
+    }
+
+    [Fact]
+    public void GeluErfFaultIsTheTanhApproximation()
+    {
+        // At x = −2: the erf form gives −0.0455003…, the tanh form −0.0454023… (a difference of ~1e-4, thousands of F32 ULP).
+        using var device = new CpuBackend().Open(0);
+        var ops = new Ops(device, PlantedFaults.Wrap(PlantedFault.GeluErfAsTanh, device.Kernels));
+        using var x = ops.FromArray(new double[] { -2, 1 }, new Shape(2), DType.F64);
+        using var y = ops.Empty(new Shape(2), DType.F64);
+        ops.Unary(UnaryOp.GeluErf, x, y);
+        double[] v = ops.ToDoubleArray(y);
+        double tanhForm = -1 * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (-2 - 0.044715 * 8)));
+        Assert.Equal(tanhForm, v[0], 15);
+        Assert.True(Math.Abs(v[0] - (-0.04550026389635842)) > 5e-5, $"gelu(−2) = {v[0]:R} is the erf form");
+        // Other unary ops still go to the correct kernel.
+        ops.Unary(UnaryOp.GeluTanh, x, y);
+        Assert.Equal(tanhForm, ops.ToDoubleArray(y)[0], 12);
+    }
+
     private static string Messages(IEnumerable<KernelCaseResult> results) =>
         string.Join("\n", results.Take(15).Select(r => $"  [{string.Join(",", r.KernelsUsed)}] {r.Message}"));
 
@@ -122,7 +165,7 @@ public sealed class PlantedFaultTests
 
     /// <summary>For an uncaught fault: the target's cases that came closest to failing, with their errors vs the allowance.</summary>
     private static string ClosestPasses(IReadOnlyList<KernelCaseResult> results, string target) =>
-        "closest cases of the target: " + string.Join("\n  ", results
+        $"{results.Count(r => r.Case.Op == target && !r.Case.IsErrorCase)} value cases of {target} ran; the closest to failing:\n  " + string.Join("\n  ", results
             .Where(r => r.Case.Op == target && r.Worst is not null)
             .OrderByDescending(r => r.Worst!.NormalisedError)
             .Take(8)
