@@ -59,6 +59,11 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
         var failed = results.Where(r => r.IsUnexpectedFailure && !baselineFailures.Contains(r.Case.Id)).ToList();
         string summary = Summary(fault, results, failed);
         log.WriteLine(summary);
+        foreach (var group in results.Where(r => r.Case.Op == target && !r.Case.IsErrorCase).GroupBy(r => r.Case.DType))
+        {
+            var caught = group.Where(r => failed.Contains(r)).Select(r => r.Case.Shape + "/" + r.Case.Id.Split('/')[^1]).ToList();
+            log.WriteLine($"  {target}/{group.Key.Name()}: {caught.Count} of {group.Count()} value cases caught it: {string.Join(" ", caught.Distinct().Take(40))}");
+        }
         foreach (var group in failed.GroupBy(r => $"{r.Case.Op}/{r.Case.DType.Name()}{(r.Case.Fused is null ? "" : "@" + r.Case.Path.ToString().ToLowerInvariant())}"))
         {
             log.WriteLine($"  failed {group.Key}: {group.Count()} cases, e.g. {group.First().Message}");
