@@ -62,8 +62,8 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
         log.WriteLine(summary);
         foreach (var group in results.Where(r => r.Case.Op == target && !r.Case.IsErrorCase).GroupBy(r => r.Case.DType))
         {
-            var caught = group.Where(r => failed.Contains(r)).Select(r => r.Case.Shape + "/" + r.Case.Id.Split('/')[^1]).ToList();
-            log.WriteLine($"  {target}/{group.Key.Name()}: {caught.Count} of {group.Count()} value cases caught it: {string.Join(" ", caught.Distinct().Take(40))}");
+            var missed = group.Where(r => !failed.Contains(r)).Select(r => r.Case.Id).ToList();
+            log.WriteLine($"  {target}/{group.Key.Name()}: {group.Count() - missed.Count} of {group.Count()} value cases caught it; not: {string.Join(" ", missed.Take(40))}");
         }
         foreach (var group in failed.GroupBy(r => $"{r.Case.Op}/{r.Case.DType.Name()}{(r.Case.Fused is null ? "" : "@" + r.Case.Path.ToString().ToLowerInvariant())}"))
         {
