@@ -52,7 +52,6 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
         {
             Filter = c => Selected(fault, c),
             KernelDecorator = inner => PlantedFaults.Wrap(fault, inner),
-            Expectations = RunnerTests.CpuKnownDeviations,
         });
         // A case that also fails on the correct backend says nothing about the fault (the control test below
         // reports it); every other failure is the fault's doing and must be explained by it.
@@ -94,7 +93,7 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
         Assert.Contains(results, r => r.Status == CaseStatus.Passed);
     }
 
-    /// <summary>The correct CPU backend on the union of every fault's selection, with its known deviations (run once, shared by the tests).</summary>
+    /// <summary>The correct CPU backend on the union of every fault's selection (run once, shared by the tests).</summary>
     private static readonly Lazy<IReadOnlyList<KernelCaseResult>> Baseline = new(() =>
     {
         using var device = new CpuBackend().Open(0);
@@ -102,7 +101,6 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
         return KernelConformance.Run(device, new KernelConformanceOptions
         {
             Filter = c => faults.Any(f => Selected(f, c)),
-            Expectations = RunnerTests.CpuKnownDeviations,
         });
     });
 

@@ -21,7 +21,7 @@ public sealed class RunnerTests
     /// Known deviations of the CPU backend from the contract, each with its reason (the suite reports them as
     /// expected failures; a fixed one shows as an unexpected pass).
     /// </summary>
-    internal static readonly Expectations CpuKnownDeviations = new(
+    private static readonly Expectations CpuKnownDeviations = new(
     [
         new("index_add/f16/*", Accumulation16),
         new("index_add/bf16/*", Accumulation16),
