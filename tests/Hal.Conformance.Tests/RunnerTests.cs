@@ -10,27 +10,12 @@ public sealed class RunnerTests
     public void CpuPassesTheCatalogue()
     {
         using var device = new CpuBackend().Open(0);
-        var results = KernelConformance.Run(device, new KernelConformanceOptions { Expectations = CpuKnownDeviations });
+        var results = KernelConformance.Run(device);
         var failed = results.Where(r => r.IsUnexpectedFailure).Select(r => r.Message).ToList();
         Assert.True(failed.Count == 0, string.Join("\n", failed.Take(20)));
         Assert.Contains(results, r => r.Status == CaseStatus.Passed && r.Case.IsErrorCase);
         Assert.Contains(results, r => r.Status == CaseStatus.Passed && !r.Case.IsErrorCase && r.Verdicts.Count > 0);
     }
-
-    /// <summary>
-    /// Known deviations of the CPU backend from the contract, each with its reason (the suite reports them as
-    /// expected failures; a fixed one shows as an unexpected pass).
-    /// </summary>
-    private static readonly Expectations CpuKnownDeviations = new(
-    [
-        new("index_add/f16/*", Accumulation16),
-        new("index_add/bf16/*", Accumulation16),
-        new("scatter_add/f16/*", Accumulation16),
-        new("scatter_add/bf16/*", Accumulation16),
-    ]);
-
-    private const string Accumulation16 =
-        "CPU index_add/scatter_add round to the 16-bit dtype after every addition of a repeated index; the contract says 16-bit types accumulate in F32 and round once";
 
     [Fact]
     public void CatalogueIdsAreUniqueAndEveryTierOneOpDTypeHasAQuickCase()
