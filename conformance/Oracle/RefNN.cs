@@ -332,13 +332,13 @@ public static class RefNN
         return (dq, dk, dv);
     }
 
-    /// <summary>f'(x) for Relu (1 for x &gt; 0, else 0, NaN included), Tanh, Sigmoid, GeluErf, GeluTanh and Silu.</summary>
+    /// <summary>f'(x) for Relu (1 for x &gt; 0, else 0), Tanh, Sigmoid, GeluErf, GeluTanh and Silu; NaN gives NaN for every op.</summary>
     public static double ActivationDerivative(UnaryOp op, double x)
     {
         switch (op)
         {
             case UnaryOp.Relu:
-                return x > 0 ? 1 : 0;
+                return x > 0 ? 1 : double.IsNaN(x) ? x : 0;
             case UnaryOp.Tanh:
                 {
                     double t = Math.Tanh(x);
@@ -368,7 +368,10 @@ public static class RefNN
                     double k = Math.Sqrt(2 / Math.PI);
                     const double c = 0.044715;
                     double t = Math.Tanh(k * (x + c * x * x * x));
-                    return double.IsInfinity(x) ? 0.5 * (1 + t) : 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * c * x * x);
+                    // Once tanh saturates, sech² = 1 − t² is 0 and so is the second term (sech² decays faster than
+                    // any power of x grows; written out so that 0·∞ cannot make a NaN for huge x).
+                    double sech2 = 1 - t * t;
+                    return sech2 == 0 ? 0.5 * (1 + t) : 0.5 * (1 + t) + 0.5 * x * sech2 * k * (1 + 3 * c * x * x);
                 }
             default:
                 throw new ArgumentOutOfRangeException(nameof(op), op, "activation backward covers Relu, Tanh, Sigmoid, GeluErf, GeluTanh and Silu");
@@ -451,6 +454,122 @@ public static class RefNN
             max = Math.Max(max, v);
         }
         return max;
+    }
+
+    /// <summary>
+    /// One AdamW step (IFusedKernels.AdamW): m' = β1·m + (1 − β1)·g; v' = β2·v + (1 − β2)·g²;
+    /// u = (m'/(1 − β1^step))/(√(v'/(1 − β2^step)) + eps) + wd·p; p' = p − lr·u.
+    /// </summary>
+    public static (double[] Param, double[] M, double[] V) AdamW(double[] param, double[] grad, double[] m, double[] v, AdamWConfig config, long step)
+    {
+        var (u, m2, v2) = AdamUpdate(param, grad, m, v, config, step);
+        var p2 = new double[param.Length];
+        for (int i = 0; i < param.Length; i++)
+        {
+            p2[i] = param[i] - config.LearningRate * u[i];
+        }
+        return (p2, m2, v2);
+    }
+
+    /// <summary>One LAMB step: the AdamW update u scaled by r = ‖p‖/‖u‖ (1 when either norm is 0): p' = p − lr·r·u.</summary>
+    public static (double[] Param, double[] M, double[] V) Lamb(double[] param, double[] grad, double[] m, double[] v, AdamWConfig config, long step)
+    {
+        var (u, m2, v2) = AdamUpdate(param, grad, m, v, config, step);
+        double ratio = TrustRatio(Norm(param), Norm(u), 0, 1);
+        var p2 = new double[param.Length];
+        for (int i = 0; i < param.Length; i++)
+        {
+            p2[i] = param[i] - config.LearningRate * ratio * u[i];
+        }
+        return (p2, m2, v2);
+    }
+
+    /// <summary>
+    /// One LARS step: local = trust·‖p‖/(‖g‖ + wd·‖p‖ + eps) (1 when a norm is 0); buf' = momentum·buf + local·(g + wd·p);
+    /// p' = p − lr·buf'.
+    /// </summary>
+    public static (double[] Param, double[] Buffer) Lars(double[] param, double[] grad, double[] buffer, LarsConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(param);
+        ArgumentNullException.ThrowIfNull(grad);
+        ArgumentNullException.ThrowIfNull(buffer);
+        double local = LarsLocalRate(param, grad, config);
+        var p2 = new double[param.Length];
+        var b2 = new double[param.Length];
+        for (int i = 0; i < param.Length; i++)
+        {
+            b2[i] = config.Momentum * buffer[i] + local * (grad[i] + config.WeightDecay * param[i]);
+            p2[i] = param[i] - config.LearningRate * b2[i];
+        }
+        return (p2, b2);
+    }
+
+    /// <summary>LARS's local rate trust·‖p‖/(‖g‖ + wd·‖p‖ + eps), 1 when ‖p‖ or ‖g‖ is 0.</summary>
+    public static double LarsLocalRate(double[] param, double[] grad, LarsConfig config)
+    {
+        double pn = Norm(param), gn = Norm(grad);
+        return pn > 0 && gn > 0 ? config.TrustCoefficient * pn / (gn + config.WeightDecay * pn + config.Epsilon) : 1;
+    }
+
+    /// <summary>The AdamW direction u (weight decay included) and the new moments.</summary>
+    public static (double[] U, double[] M, double[] V) AdamUpdate(double[] param, double[] grad, double[] m, double[] v, AdamWConfig config, long step)
+    {
+        ArgumentNullException.ThrowIfNull(param);
+        ArgumentNullException.ThrowIfNull(grad);
+        ArgumentNullException.ThrowIfNull(m);
+        ArgumentNullException.ThrowIfNull(v);
+        double c1 = 1 - Math.Pow(config.Beta1, step);
+        double c2 = 1 - Math.Pow(config.Beta2, step);
+        var u = new double[param.Length];
+        var m2 = new double[param.Length];
+        var v2 = new double[param.Length];
+        for (int i = 0; i < param.Length; i++)
+        {
+            m2[i] = config.Beta1 * m[i] + (1 - config.Beta1) * grad[i];
+            v2[i] = config.Beta2 * v[i] + (1 - config.Beta2) * grad[i] * grad[i];
+            u[i] = m2[i] / c1 / (Math.Sqrt(v2[i] / c2) + config.Epsilon) + config.WeightDecay * param[i];
+        }
+        return (u, m2, v2);
+    }
+
+    /// <summary>‖x‖₂.</summary>
+    public static double Norm(double[] x)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        double s = 0;
+        foreach (double e in x)
+        {
+            s += e * e;
+        }
+        return Math.Sqrt(s);
+    }
+
+    /// <summary>a/(b + extra) when a and b are both positive, else <paramref name="otherwise"/>.</summary>
+    private static double TrustRatio(double a, double b, double extra, double otherwise) => a > 0 && b > 0 ? a / (b + extra) : otherwise;
+
+    /// <summary>
+    /// Symmetric per-row int8 quantisation: scale[r] = max|x[r]|/127 (1 for an all-zero row), q = round-half-even(x/scale)
+    /// clamped to [−127, 127].
+    /// </summary>
+    public static (double[] Q, double[] Scale) QuantizeInt8(double[] x, int rows, int cols)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        var q = new double[(long)rows * cols];
+        var scale = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            double max = 0;
+            for (int c = 0; c < cols; c++)
+            {
+                max = Math.Max(max, Math.Abs(x[r * cols + c]));
+            }
+            scale[r] = max == 0 ? 1 : max / 127;
+            for (int c = 0; c < cols; c++)
+            {
+                q[r * cols + c] = Math.Clamp(Math.Round(x[r * cols + c] / scale[r], MidpointRounding.ToEven), -127, 127);
+            }
+        }
+        return (q, scale);
     }
 
     private static (double Mean, double Rstd) MeanRstd(double[] x, int offset, int cols, double eps)

@@ -6,11 +6,13 @@ namespace Hal.Conformance.Kernels.Catalogue;
 // b [..., K, N] ([..., N, K] when transB), c [..., M, N], bias [N].
 public static partial class Tier2Cases
 {
-    /// <summary>(M, N, K) around the CPU's register and cache tiles: 1, primes, 2^k ± 1, and long reductions.</summary>
+    /// <summary>(M, N, K) around the CPU's register and cache tiles: 0, 1, primes, 2^k ± 1, and long reductions.</summary>
     private static readonly (int M, int N, int K)[] GemmSizes =
     [
         (1, 1, 1), (1, 7, 12), (7, 12, 13), (12, 1, 7), (16, 16, 16), (17, 31, 33), (31, 17, 65), (33, 65, 17),
         (65, 33, 31), (13, 7, 2048), (2, 9, 1031),
+        // Empty extents: no rows, no columns, and K = 0 (c = β·c + bias: the sum over no products is 0).
+        (0, 5, 3), (4, 0, 3), (4, 5, 0),
     ];
 
     /// <summary>One GEMM configuration: batch dims of a, b and c, transposes, α, β and bias.</summary>
@@ -29,7 +31,7 @@ public static partial class Tier2Cases
                         string t = (ta ? "t" : "n") + (tb ? "t" : "n");
                         // β = 0 on a NaN-filled c: the contract says its contents are ignored, NaN included.
                         yield return GemmCase(dtype, m, n, k, new GemmConfig([], [], [], ta, tb, 1, 0, false, t),
-                            quick: (m, n, k) == (17, 31, 33) && t == "nn");
+                            quick: ((m, n, k) == (17, 31, 33) || k is 0 or 2048) && t == "nn");
                     }
                 }
                 yield return GemmCase(dtype, m, n, k, new GemmConfig([], [], [], false, true, -1.5, 0.5, true, "nt-alpha-beta-bias"),
@@ -97,9 +99,9 @@ public static partial class Tier2Cases
             tbias = ctx.Upload(bias, new Shape(n), dtype);
         }
         ctx.Ops.Gemm(ta, tb, tc, g.TransA, g.TransB, g.Alpha, g.Beta, tbias);
-        int batch = checked((int)(sc.ElementCount / ((long)m * n)));
-        int batchA = checked((int)(sa.ElementCount / ((long)m * k)));
-        int batchB = checked((int)(sb.ElementCount / ((long)k * n)));
+        int batch = g.BatchC.Aggregate(1, (x, y) => x * y);
+        int batchA = g.BatchA.Aggregate(1, (x, y) => x * y);
+        int batchB = g.BatchB.Aggregate(1, (x, y) => x * y);
         var (expected, scale) = RefGemm.Gemm(a, b, c, bias, batch, batchA, batchB, m, n, k, g.TransA, g.TransB, g.Alpha, g.Beta);
         return [Out("c", KernelNames.Gemm, dtype, ctx.Download(tc), expected, k, scale)];
     }

@@ -28,6 +28,7 @@ public static partial class Tier2Cases
             .Concat(ActivationCases())
             .Concat(OptimizerCases())
             .Concat(QuantCases())
+            .Concat(EmptyCases())
             .Concat(Errors());
 
     /// <summary>The case on both paths: <c>@fused</c> (the backend's kernel) and <c>@composite</c> (the fallback), with one seed.</summary>
