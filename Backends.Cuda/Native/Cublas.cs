@@ -41,7 +41,7 @@ internal sealed unsafe class Cublas : IDisposable
     public static bool TryLocate(out string whereOrWhy)
     {
         bool ok = CudaLibraries.TryLoad("cublas", CudaLibraries.CublasNames, out _, out string tried);
-        whereOrWhy = ok ? tried : $"cuBLAS not found (looked in {tried})";
+        whereOrWhy = ok ? tried : $"cuBLAS not found (libcublas.so.13/.12; set {CudaLibraries.PathVariable} to its folder)";
         return ok;
     }
 

@@ -16,7 +16,7 @@ internal static unsafe class CudaDriver
     {
         if (!CudaLibraries.TryLoad("driver", CudaLibraries.DriverNames, out IntPtr lib, out string tried))
         {
-            return new DriverState(false, $"no CUDA driver (libcuda.so.1 not found; looked in {tried})", 0, 0);
+            return new DriverState(false, $"no CUDA driver (libcuda.so.1 not found; set {CudaLibraries.PathVariable} to its folder if it is installed)", 0, 0);
         }
         try
         {

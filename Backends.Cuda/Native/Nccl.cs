@@ -7,7 +7,7 @@ internal static partial class Nccl
     public static bool TryLocate(out string whereOrWhy)
     {
         bool ok = CudaLibraries.TryLoad("nccl", CudaLibraries.NcclNames, out _, out string tried);
-        whereOrWhy = ok ? tried : $"NCCL not found (looked in {tried})";
+        whereOrWhy = ok ? tried : $"NCCL not found (libnccl.so.2; set {CudaLibraries.PathVariable} to its folder)";
         return ok;
     }
 }
