@@ -66,7 +66,7 @@ public sealed class CudaBackend(CudaBackendOptions? options = null) : IBackend
     public static string DescribeLibraries()
     {
         string blas = Cublas.TryLocate(out string b) ? $"cuBLAS {b}" : $"{b}: GEMM runs the ILGPU kernel";
-        string nccl = Nccl.TryLocate(out string n) ? $"NCCL {n}" : $"{n}: collectives stage through the host";
+        string nccl = NcclNative.TryLocate(out string n) ? $"NCCL {n}" : $"{n}: collectives stage through the host";
         return $"{blas}; {nccl}";
     }
 

@@ -34,7 +34,7 @@ public sealed class DeviceTests(EmulatorFixture fx)
     {
         string line = CudaBackend.DescribeLibraries();
         Assert.Contains(Cublas.TryLocate(out _) ? "cuBLAS /" : "cuBLAS not found", line);
-        Assert.Contains(Nccl.TryLocate(out _) ? "NCCL " : "NCCL not found", line);
+        Assert.Contains(NcclNative.TryLocate(out _) ? "NCCL " : "NCCL not found", line);
     }
 
     [Fact]
