@@ -117,7 +117,10 @@ run() {
         exit 2
     fi
     echo "cuda: available; $(grep -o '"name": *"[^"]*"' <<< "$cuda_entry" | head -1)" | tee -a "$OUT/summary.txt"
+    # Kernel conformance (the command's kernel mode); where this hal only has the collective mode, the usage error is
+    # recorded and the collective catalogue runs on two in-process ranks on the GPU instead.
     run_step conformance 240 "$hal" conformance --backend cuda --json "$OUT/conformance.json"
+    run_step conformance-collectives 120 "$hal" conformance --collectives --backend cuda --ranks 2 --quick --json "$OUT/conformance-collectives.json"
     run_step bench-gemm 150 "$hal" bench gemm --backend cuda --sizes 4096,8192 --dtype bf16
     run_step train 90 "$hal" train --backend cuda --steps 30
     echo "==== summary"
