@@ -84,16 +84,8 @@ public sealed class CudaDevice : DeviceBase
     internal static CudaDevice OpenGpu(DeviceId id, int index, CudaBackendOptions options)
     {
         CudaLibraries.InstallIlgpuResolver();
-        Context context;
-        try
-        {
-            // LibDevice gives the GPU the CUDA toolkit's accurate math functions; without a toolkit ILGPU's own are used.
-            context = Context.Create(b => b.Cuda().LibDevice().Optimize(OptimizationLevel.O2));
-        }
-        catch (Exception e) when (e is NotSupportedException or InvalidOperationException or DirectoryNotFoundException or FileNotFoundException)
-        {
-            context = Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
-        }
+        var context = CreateGpuContext(out string mathLibrary);
+        MathLibrary = mathLibrary;
         try
         {
             var accelerator = context.CreateCudaAccelerator(index);
@@ -108,6 +100,39 @@ public sealed class CudaDevice : DeviceBase
         {
             context.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Which math functions GPU kernels use: LibDevice (with its path) or ILGPU's own.</summary>
+    internal static string MathLibrary { get; private set; } = "not opened";
+
+    /// <summary>
+    /// A CUDA context with LibDevice (the CUDA toolkit's accurate math functions) when its NVVM library and bitcode are
+    /// found, else ILGPU's automatic LibDevice detection, else none (ILGPU's built-in math functions).
+    /// </summary>
+    private static Context CreateGpuContext(out string mathLibrary)
+    {
+        if (CudaLibraries.FindLibDevice() is { } found)
+        {
+            try
+            {
+                mathLibrary = $"LibDevice {found.LibDevicePath}";
+                return Context.Create(b => b.Cuda().LibDevice(found.NvvmPath, found.LibDevicePath).Optimize(OptimizationLevel.O2));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Fall through to ILGPU's own detection.
+            }
+        }
+        try
+        {
+            mathLibrary = "LibDevice (detected by ILGPU)";
+            return Context.Create(b => b.Cuda().LibDevice().Optimize(OptimizationLevel.O2));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            mathLibrary = "ILGPU built-in math (no CUDA toolkit with LibDevice found)";
+            return Context.Create(b => b.Cuda().Optimize(OptimizationLevel.O2));
         }
     }
 

@@ -53,6 +53,12 @@ internal sealed partial class CudaKernels : IKernels, IFusedKernels, IDisposable
                 {
                     throw CudaException.FromIlgpu(e, $"loading kernel {name}");
                 }
+                catch (NotSupportedException e) when (!_device.IsEmulator)
+                {
+                    throw new HalException(
+                        $"cuda: kernel {name} does not compile for this GPU ({e.Message}); math functions come from " +
+                        $"{CudaDevice.MathLibrary}. Install the CUDA toolkit (or the nvidia-cuda-nvcc wheel) and set CUDA_PATH.", e);
+                }
                 _loaded[name] = kernel;
             }
             return (T)kernel;

@@ -152,6 +152,62 @@ internal static class CudaLibraries
         }
     }
 
+    /// <summary>
+    /// The CUDA toolkit's NVVM library and LibDevice bitcode (accurate math functions for kernels), from
+    /// <c>$CUDA_PATH</c>, <c>$CUDA_HOME</c>, <c>/usr/local/cuda</c> or the pip wheel <c>nvidia/cuda_nvcc</c>; null when absent.
+    /// </summary>
+    public static (string NvvmPath, string LibDevicePath)? FindLibDevice()
+    {
+        var roots = new List<string>();
+        foreach (string? root in new[] { Environment.GetEnvironmentVariable("CUDA_PATH"), Environment.GetEnvironmentVariable("CUDA_HOME"), "/usr/local/cuda" })
+        {
+            if (!string.IsNullOrEmpty(root))
+            {
+                roots.Add(root);
+            }
+        }
+        foreach (string sitePackages in PythonSitePackages())
+        {
+            roots.Add(Path.Combine(sitePackages, "nvidia", "cuda_nvcc"));
+            roots.Add(Path.Combine(sitePackages, "nvidia", "cu13"));
+        }
+        foreach (string root in roots)
+        {
+            string nvvm = Path.Combine(root, "nvvm");
+            string bitcode = Path.Combine(nvvm, "libdevice", "libdevice.10.bc");
+            if (!File.Exists(bitcode))
+            {
+                continue;
+            }
+            foreach (string lib in new[] { "lib64", "lib" })
+            {
+                string dir = Path.Combine(nvvm, lib);
+                string? so = SafeFiles(dir).Where(f => Path.GetFileName(f).StartsWith("libnvvm.so", StringComparison.Ordinal)).OrderBy(f => f.Length).FirstOrDefault();
+                if (so is not null)
+                {
+                    return (so, bitcode);
+                }
+            }
+        }
+        return null;
+    }
+
+    private static string[] SafeFiles(string dir)
+    {
+        try
+        {
+            return Directory.Exists(dir) ? Directory.GetFiles(dir) : [];
+        }
+        catch (IOException)
+        {
+            return [];
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return [];
+        }
+    }
+
     /// <summary>site-packages / dist-packages folders of virtual environments and system Pythons that may hold NVIDIA wheels.</summary>
     private static IEnumerable<string> PythonSitePackages()
     {
