@@ -141,8 +141,10 @@ public sealed class CudaDevice : DeviceBase
     protected override void CopyFromHostCore(ReadOnlySpan<byte> src, DeviceBuffer dst, long dstOffsetBytes)
     {
         var view = ((CudaBuffer)dst).Bytes.SubView(dstOffsetBytes, src.Length);
-        // The copy is queued on the default stream after earlier kernels; ILGPU waits for it before returning.
+        // Queued on the default stream after earlier kernels; waiting for it keeps the caller's span free to reuse
+        // whatever the driver does with pageable memory.
         view.CopyFromCPU(Accelerator.DefaultStream, src);
+        Accelerator.DefaultStream.Synchronize();
     }
 
     protected override void CopyToHostCore(DeviceBuffer src, long srcOffsetBytes, Span<byte> dst)

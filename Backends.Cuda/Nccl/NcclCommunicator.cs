@@ -96,7 +96,11 @@ public sealed class NcclCommunicator : CommunicatorBase
         ThrowIfDisposed();
         _device.Accelerator.Bind();
         queue();
-        var wait = Task.Run(() => _device.Accelerator.DefaultStream.Synchronize());
+        var wait = Task.Run(() =>
+        {
+            _device.Accelerator.Bind();
+            _device.Accelerator.DefaultStream.Synchronize();
+        });
         if (!wait.Wait(Timeout))
         {
             NcclNative.CommAbort(_comm);
