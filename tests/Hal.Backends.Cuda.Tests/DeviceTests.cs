@@ -107,3 +107,33 @@ public sealed class DeviceTests(EmulatorFixture fx)
         Assert.Equal(data, back);
     }
 }
+
+/// <summary>The library search honours HAL_CUDA_LIBRARY_PATH and the pip layout's folder names.</summary>
+public sealed class LibrarySearchTests
+{
+    [Fact]
+    public void ExtraFoldersComeFirstAndPipFoldersAreSearchedForCublasAndNccl()
+    {
+        string? old = Environment.GetEnvironmentVariable(CudaLibraries.PathVariable);
+        string? oldVenv = Environment.GetEnvironmentVariable("VIRTUAL_ENV");
+        string venv = Path.Combine(Path.GetTempPath(), "hal-venv-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Path.Combine(venv, "lib", "python3.12"));
+        try
+        {
+            Environment.SetEnvironmentVariable(CudaLibraries.PathVariable, "/first/a:/first/b");
+            Environment.SetEnvironmentVariable("VIRTUAL_ENV", venv);
+            var cublas = CudaLibraries.SearchFolders("cublas").ToList();
+            Assert.Equal(["/first/a", "/first/b"], cublas.Take(2));
+            Assert.Contains(Path.Combine(venv, "lib", "python3.12", "site-packages", "nvidia", "cublas", "lib"), cublas);
+            Assert.Contains(CudaLibraries.SearchFolders("nccl"), d => d.EndsWith("/nvidia/nccl/lib", StringComparison.Ordinal));
+            // The driver comes with the kernel module, never from a wheel.
+            Assert.DoesNotContain(CudaLibraries.SearchFolders("driver"), d => d.Contains("/nvidia/", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(CudaLibraries.PathVariable, old);
+            Environment.SetEnvironmentVariable("VIRTUAL_ENV", oldVenv);
+            Directory.Delete(venv, recursive: true);
+        }
+    }
+}
