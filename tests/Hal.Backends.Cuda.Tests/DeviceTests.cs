@@ -109,6 +109,8 @@ public sealed class DeviceTests(EmulatorFixture fx)
 }
 
 /// <summary>The library search honours HAL_CUDA_LIBRARY_PATH and the pip layout's folder names.</summary>
+/// <remarks>In the emulator collection so that no other test of this assembly runs while the environment is changed.</remarks>
+[Collection(EmulatorCollection.Name)]
 public sealed class LibrarySearchTests
 {
     [Fact]
