@@ -24,9 +24,10 @@ pack() {
     rm -rf "$publish" "$TARBALL"
     mkdir -p "$GPU_DIR"
     echo "gpu-check: publishing Cli (Release, linux-x64, self-contained)"
-    dotnet publish "$ROOT/Cli" -c Release -r linux-x64 --self-contained -o "$publish" -p:DebugType=none -nologo -v quiet \
+    dotnet publish "$ROOT/Cli" -c Release -r linux-x64 --self-contained -o "$publish" -p:DebugType=none -p:HalExcludeOnnxNatives=true -nologo -v quiet \
         || die "dotnet publish failed"
-    # The npu backend's ONNX Runtime natives are hundreds of MiB and unused by this check: leave them out.
+    # The npu backend's ONNX Runtime natives are hundreds of MiB and unused by this check: the publish property above
+    # leaves them out; anything left from another runtime folder goes here.
     find "$publish" \( -name 'libonnxruntime*' -o -name 'onnxruntime*.dll' -o -name 'libonnxruntime_providers*' \) -delete
     rm -rf "$publish/runtimes/win"* "$publish/runtimes/osx"* "$publish/runtimes/linux-arm"* 2> /dev/null
     echo "gpu-check: packing $(du -sh "$publish" | cut -f1) into $TARBALL"
