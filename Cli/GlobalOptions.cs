@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Hal.Backends.Cpu;
+using Hal.Backends.Cuda;
 using Hal.Backends.Npu;
 using Hal.Registration;
 using Microsoft.Extensions.DependencyInjection;
@@ -91,7 +92,8 @@ internal static class BuiltInBackends
             {
                 o.DeviceMemoryBytes = settings.DeviceMemoryBytes;
                 o.ExecutionProvider = settings.ExecutionProvider;
-            });
+            })
+            .AddCudaBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes);
 }
 
 /// <summary>A resolved runtime and the service provider that owns it.</summary>

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Hal.Backends.Cuda.Nccl;
 using Hal.Cli.Bench;
 using Hal.Collectives.InProcess;
 using Hal.Collectives.Mpi;
@@ -129,10 +130,22 @@ internal static class BenchCollectivesCommand
             List<CollectiveBenchRow>? rows = null;
             InProcessWorld.Run(devices, c =>
             {
-                var mine = CollectiveBench.RunRank(c, spec, peer: null);
-                if (c.Rank == 0)
+                // Ranks that all sit on CUDA GPUs switch to NCCL; any other group keeps the in-process communicator.
+                var comm = NcclCommunicator.PreferNccl(c);
+                try
                 {
-                    rows = mine;
+                    var mine = CollectiveBench.RunRank(comm, spec, peer: null);
+                    if (c.Rank == 0)
+                    {
+                        rows = mine;
+                    }
+                }
+                finally
+                {
+                    if (!ReferenceEquals(comm, c))
+                    {
+                        comm.Dispose();
+                    }
                 }
             });
             return rows ?? throw new InvalidOperationException("rank 0 returned no rows");
