@@ -57,9 +57,19 @@ internal sealed unsafe partial class NpuKernels
         {
             inputs.Add(bias);
         }
+        if (AlphaIsInput(dtype, alpha))
+        {
+            inputs.Add(HostDoubles([alpha]));
+        }
         Run(key, () => BuildGemm(dtype, transA, transB, alpha, beta, bias is not null), [.. inputs], [As(c, batch, m, n)],
             () => Host.Run([a, b, c, bias], [c], (kk, map) => kk.Gemm(map(a)!, map(b)!, map(c)!, transA, transB, alpha, beta, map(bias))));
     }
+
+    /// <summary>
+    /// Whether alpha enters an F64 graph as an input: ONNX Runtime fuses MatMul with a constant scalar Mul into
+    /// FusedMatMul, whose alpha attribute is F32, so a constant F64 alpha such as 1/√8 would lose 29 bits.
+    /// </summary>
+    private static bool AlphaIsInput(DType dtype, double alpha) => dtype == DType.F64 && alpha != 1 && (double)(float)alpha != alpha;
 
     /// <summary>y = alpha · MatMul(op(a), op(b)) [+ beta · c] [+ bias], all rank 3 so MatMul broadcasts a batch of 1.</summary>
     private static OnnxGraph BuildGemm(DType dtype, bool transA, bool transB, double alpha, double beta, bool hasBias)
@@ -79,7 +89,11 @@ internal sealed unsafe partial class NpuKernels
             b = g.Node("Transpose", [b], Attr.Ints("perm", 0, 2, 1));
         }
         string y = g.Node("MatMul", [a, b]);
-        if (alpha != 1)
+        if (AlphaIsInput(dtype, alpha))
+        {
+            y = g.Node("Mul", [y, g.Input("alpha", DType.F64, 1)]);
+        }
+        else if (alpha != 1)
         {
             y = g.Node("Mul", [y, g.Scalar(alpha, ct)]);
         }
