@@ -186,7 +186,7 @@ internal sealed unsafe partial class NpuKernels
             var g = new OnnxGraph();
             string z = g.Cast(g.Input("logits", dtype, 2), dtype, DType.F32);
             string t = g.Cast(g.Input("targets", targets.DType, 1), targets.DType, DType.I64);
-            string l = g.Node("ReduceLogSumExp", [z], Attr.Ints("axes", 1), Attr.Int("keepdims", 0));
+            string l = LogSumExpRows(g, z);
             // An ignored (negative) target gathers column 0 and its loss is then replaced by 0.
             string ignored = g.Node("Less", [t, g.Scalar(0, DType.I64)]);
             string safe = g.Node("Where", [ignored, g.Scalar(0, DType.I64), t]);
@@ -219,9 +219,8 @@ internal sealed unsafe partial class NpuKernels
             string columns = g.Node("Range", [g.Scalar(0, DType.I64), g.Node("Gather", [g.Node("Shape", [z]), g.Scalar(1, DType.I64)]), g.Scalar(1, DType.I64)]);
             string t2 = g.Node("Unsqueeze", [t, g.Int64s(1)]);
             string onehot = g.Cast(g.Node("Equal", [columns, t2]), DType.Bool, DType.F32);
-            string keep = g.Cast(g.Node("GreaterOrEqual", [t2, g.Scalar(0, DType.I64)]), DType.Bool, DType.F32);
-            string scale = g.Node("Mul", [g.Node("Unsqueeze", [dl, g.Int64s(1)]), keep]);
-            string d = g.Node("Mul", [g.Node("Sub", [p, onehot]), scale]);
+            // Where rather than a multiply by 0, so that an ignored row's NaN or ±Inf logits still give 0.
+            string d = g.Node("Where", [g.Node("GreaterOrEqual", [t2, g.Scalar(0, DType.I64)]), g.Node("Mul", [g.Node("Sub", [p, onehot]), g.Node("Unsqueeze", [dl, g.Int64s(1)])]), g.Scalar(0, DType.F32)]);
             g.Output("dlogits", g.Cast(d, DType.F32, dtype), dtype, 2);
             return g;
         }, [As(logits, n, v), targets, As(lse, n), As(dlosses, n)], [As(dlogits, n, v)]);
@@ -239,6 +238,21 @@ internal sealed unsafe partial class NpuKernels
     }
 
     private static Tensor As1D(Tensor t) => t.View(0, new Shape(checked((int)t.ElementCount)));
+
+    /// <summary>
+    /// log Σ exp over axis 1 of z [N, V] F32, to [N]: ReduceLogSumExp, except that a row holding +Inf gives NaN (its
+    /// terms exp(x − max) are NaN) and an all −Inf row (or V = 0) gives −Inf, as the contract's lse does.
+    /// </summary>
+    private static string LogSumExpRows(OnnxGraph g, string z)
+    {
+        string l = g.Node("ReduceLogSumExp", [z], Attr.Ints("axes", 1), Attr.Int("keepdims", 0));
+        string posInf = g.Cast(g.Node("IsInf", [z], Attr.Int("detect_negative", 0)), DType.Bool, DType.F32);
+        string hasPosInf = g.Node("Greater", [g.Node("ReduceMax", [posInf], Attr.Ints("axes", 1), Attr.Int("keepdims", 0)), g.Scalar(0, DType.F32)]);
+        string negInf = g.Cast(g.Node("IsInf", [z], Attr.Int("detect_positive", 0)), DType.Bool, DType.F32);
+        string allNegInf = g.Node("Greater", [g.Node("ReduceMin", [negInf], Attr.Ints("axes", 1), Attr.Int("keepdims", 0)), g.Scalar(0, DType.F32)]);
+        l = g.Node("Where", [hasPosInf, g.Scalar(double.NaN, DType.F32), l]);
+        return g.Node("Where", [allNegInf, g.Scalar(double.NegativeInfinity, DType.F32), l]);
+    }
 
     /// <summary>Targets must be below V; negative ones are ignored.</summary>
     private static void CheckTargets(Tensor targets, long v)
@@ -260,7 +274,9 @@ internal sealed unsafe partial class NpuKernels
         string one = g.Scalar(1, ct);
         if (op == UnaryOp.Relu)
         {
-            return g.Cast(g.Node("Greater", [x, g.Scalar(0, ct)]), DType.Bool, ct);
+            // 1 for x > 0, else 0; a NaN x gives NaN like every other activation's derivative.
+            string step = g.Cast(g.Node("Greater", [x, g.Scalar(0, ct)]), DType.Bool, ct);
+            return g.Node("Where", [g.Node("IsNaN", [x]), x, step]);
         }
         if (op == UnaryOp.Tanh)
         {

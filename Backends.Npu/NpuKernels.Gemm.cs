@@ -22,6 +22,26 @@ internal sealed unsafe partial class NpuKernels
         long batchB = b.Shape.Product(0, b.Rank - 2);
         DType dtype = c.DType;
         bool useBeta = beta != 0;
+        if (k == 0)
+        {
+            // An empty contraction: y = beta·c (+ bias), zeros for beta 0. ONNX Runtime's MatMul over K = 0 leaves
+            // its output unwritten, so this degenerate case takes the host kernel.
+            Host.Run([a, b, c, bias], [c], (kk, map) => kk.Gemm(map(a)!, map(b)!, map(c)!, transA, transB, alpha, beta, map(bias)));
+            return;
+        }
+        if (!useBeta && batch > 1 && batchA == 1 && batchB == 1)
+        {
+            // Both operands broadcast over c's batch and c is not read, so MatMul yields one [1, M, N] product:
+            // compute it into c's first matrix and replicate it over the others.
+            long matrixBytes = m * n * dtype.SizeInBytes();
+            var first = new Tensor(c.Buffer, c.OffsetBytes, new Shape(checked((int)m), checked((int)n)), dtype);
+            Gemm(a, b, first, transA, transB, alpha, beta, bias);
+            for (long i = 1; i < batch; i++)
+            {
+                _device.CopyDeviceToDevice(c.Buffer, c.OffsetBytes, c.Buffer, c.OffsetBytes + i * matrixBytes, matrixBytes);
+            }
+            return;
+        }
         string key = Key("gemm", dtype, transA ? "tA" : "nA", transB ? "tB" : "nB",
             alpha.ToString("R", CultureInfo.InvariantCulture), beta.ToString("R", CultureInfo.InvariantCulture), bias is null ? "nobias" : "bias");
         var inputs = new List<Operand>
@@ -37,9 +57,19 @@ internal sealed unsafe partial class NpuKernels
         {
             inputs.Add(bias);
         }
+        if (AlphaIsInput(dtype, alpha))
+        {
+            inputs.Add(HostDoubles([alpha]));
+        }
         Run(key, () => BuildGemm(dtype, transA, transB, alpha, beta, bias is not null), [.. inputs], [As(c, batch, m, n)],
             () => Host.Run([a, b, c, bias], [c], (kk, map) => kk.Gemm(map(a)!, map(b)!, map(c)!, transA, transB, alpha, beta, map(bias))));
     }
+
+    /// <summary>
+    /// Whether alpha enters an F64 graph as an input: ONNX Runtime fuses MatMul with a constant scalar Mul into
+    /// FusedMatMul, whose alpha attribute is F32, so a constant F64 alpha such as 1/√8 would lose 29 bits.
+    /// </summary>
+    private static bool AlphaIsInput(DType dtype, double alpha) => dtype == DType.F64 && alpha != 1 && (double)(float)alpha != alpha;
 
     /// <summary>y = alpha · MatMul(op(a), op(b)) [+ beta · c] [+ bias], all rank 3 so MatMul broadcasts a batch of 1.</summary>
     private static OnnxGraph BuildGemm(DType dtype, bool transA, bool transB, double alpha, double beta, bool hasBias)
@@ -59,7 +89,11 @@ internal sealed unsafe partial class NpuKernels
             b = g.Node("Transpose", [b], Attr.Ints("perm", 0, 2, 1));
         }
         string y = g.Node("MatMul", [a, b]);
-        if (alpha != 1)
+        if (AlphaIsInput(dtype, alpha))
+        {
+            y = g.Node("Mul", [y, g.Input("alpha", DType.F64, 1)]);
+        }
+        else if (alpha != 1)
         {
             y = g.Node("Mul", [y, g.Scalar(alpha, ct)]);
         }

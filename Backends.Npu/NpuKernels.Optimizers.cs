@@ -15,11 +15,13 @@ internal sealed unsafe partial class NpuKernels
         }
         DType pt = param.DType;
         DType gt = grad.DType;
-        // [lr, β1, β2, eps, weight decay, 1 − β1^t, 1 − β2^t]
+        // [lr, β1, β2, eps, weight decay, 1 − β1^t, 1 − β2^t, 1 − β1, 1 − β2]: the differences are taken in F64, since
+        // 1 − (float)0.999 is off by 1.3e-5 relative, which every v would inherit.
         float[] hyper =
         [
             (float)config.LearningRate, (float)config.Beta1, (float)config.Beta2, (float)config.Epsilon, (float)config.WeightDecay,
             (float)(1 - Math.Pow(config.Beta1, step)), (float)(1 - Math.Pow(config.Beta2, step)),
+            (float)(1 - config.Beta1), (float)(1 - config.Beta2),
         ];
         Run(Key("adamw", pt, gt), () =>
         {
@@ -30,11 +32,10 @@ internal sealed unsafe partial class NpuKernels
             string vi = g.Input("v", DType.F32, 1);
             string h = g.Input("hyper", DType.F32, 1);
             string H(int i) => g.Node("Gather", [h, g.Scalar(i, DType.I64)]);
-            string one = g.Scalar(1, DType.F32);
             string b1 = H(1);
             string b2 = H(2);
-            string m2 = g.Node("Add", [g.Node("Mul", [b1, mi]), g.Node("Mul", [g.Node("Sub", [one, b1]), gr])]);
-            string v2 = g.Node("Add", [g.Node("Mul", [b2, vi]), g.Node("Mul", [g.Node("Sub", [one, b2]), g.Node("Mul", [gr, gr])])]);
+            string m2 = g.Node("Add", [g.Node("Mul", [b1, mi]), g.Node("Mul", [H(7), gr])]);
+            string v2 = g.Node("Add", [g.Node("Mul", [b2, vi]), g.Node("Mul", [H(8), g.Node("Mul", [gr, gr])])]);
             string mhat = g.Node("Div", [m2, H(5)]);
             string vhat = g.Node("Div", [v2, H(6)]);
             string u = g.Node("Add", [g.Node("Div", [mhat, g.Node("Add", [g.Node("Sqrt", [vhat]), H(3)])]), g.Node("Mul", [H(4), p])]);

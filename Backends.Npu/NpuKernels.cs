@@ -40,7 +40,7 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
     internal static DType ComputeType(DType dtype) => dtype.Is16Bit() ? DType.F32 : dtype;
 
     /// <summary>An operand: a tensor and the dims the graph sees it with (its own shape unless given).</summary>
-    internal readonly record struct Operand(Tensor? Tensor, long[] Dims, long[]? HostInt64 = null, float[]? HostFloat32 = null)
+    internal readonly record struct Operand(Tensor? Tensor, long[] Dims, long[]? HostInt64 = null, float[]? HostFloat32 = null, double[]? HostFloat64 = null)
     {
         public static implicit operator Operand(Tensor t) => new(t, DimsOf(t.Shape));
     }
@@ -53,6 +53,9 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
 
     /// <summary>A 1-D F32 input held in managed memory (hyper-parameters that change between calls).</summary>
     internal static Operand HostFloats(float[] values) => new(null, [values.Length], null, values);
+
+    /// <summary>A 1-D F64 input held in managed memory (F64 scale factors that must not become F32 attributes).</summary>
+    internal static Operand HostDoubles(double[] values) => new(null, [values.Length], null, null, values);
 
     internal static long[] DimsOf(Shape shape)
     {
@@ -152,6 +155,10 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
         if (operand.HostInt64 is { } host)
         {
             return OrtValue.CreateTensorValueFromMemory(host, operand.Dims);
+        }
+        if (operand.HostFloat64 is { } doubles)
+        {
+            return OrtValue.CreateTensorValueFromMemory(doubles, operand.Dims);
         }
         if (operand.HostFloat32 is { } floats)
         {
