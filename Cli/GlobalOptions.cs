@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Hal.Backends.Cpu;
+using Hal.Backends.OpenCL;
 using Hal.Registration;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -76,7 +77,8 @@ internal sealed record BackendSettings(long? DeviceMemoryBytes);
 internal static class BuiltInBackends
 {
     public static HalBuilder AddBuiltInBackends(this HalBuilder builder, BackendSettings settings) =>
-        builder.AddCpuBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes);
+        builder.AddCpuBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes)
+            .AddOpenClBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes);
 }
 
 /// <summary>A resolved runtime and the service provider that owns it.</summary>

@@ -1,0 +1,169 @@
+// Element-wise kernels: unary ops, binary ops (same shape, and NumPy broadcasting over up to 8 merged dims),
+// activation gradients and AdamW. One work-item per element; x, y, a, b are flat runs at element offsets.
+// Op codes follow the enums UnaryOp and BinaryOp in declaration order.
+
+#ifdef IS_FLOAT
+// 1/(1 + e^-x) without overflow on either side.
+inline ACC hal_sigmoid(ACC x)
+{
+    if (x >= 0) {
+        return (ACC)1 / ((ACC)1 + exp(-x));
+    }
+    ACC e = exp(x);
+    return e / ((ACC)1 + e);
+}
+
+inline ACC hal_unary(int op, ACC x)
+{
+    const ACC hf = (ACC)0.5;
+    switch (op) {
+    case 0: return -x;
+    case 1: return fabs(x);
+    case 2: return exp(x);
+    case 3: return log(x);
+    case 4: return sqrt(x);
+    case 5: return rsqrt(x);
+    case 6: return tanh(x);
+    case 7: return hal_sigmoid(x);
+    case 8: return isnan(x) ? x : (x > 0 ? x : (ACC)0);
+    // Phi(x) through erfc: 1 + erf(x/sqrt2) would cancel for negative x; -Inf gives -0 rather than NaN.
+    case 9: return isinf(x) && x < 0 ? (ACC)-0.0 : hf * x * erfc(-x * (ACC)0.70710678118654752440);
+    // 0.5 x (1 + tanh u) written as x sigmoid(2u), which does not cancel for negative x.
+    case 10: return isinf(x) && x < 0 ? (ACC)-0.0 : x * hal_sigmoid((ACC)2 * (ACC)0.79788456080286535588 * (x + (ACC)0.044715 * x * x * x));
+    case 11: return isinf(x) && x < 0 ? (ACC)-0.0 : x * hal_sigmoid(x);
+    case 12: return sin(x);
+    case 13: return cos(x);
+    case 14: return rint(x);
+    case 15: return x * x;
+    default: return (ACC)1 / x;
+    }
+}
+#else
+inline ACC hal_unary(int op, ACC x)
+{
+    switch (op) {
+    case 0: return (ACC)(-x);
+    case 1: return (ACC)(x < 0 ? -x : x);
+    case 8: return (ACC)(x > 0 ? x : 0);
+    default: return (ACC)(x * x);
+    }
+}
+#endif
+
+__kernel void unary(int op, __global const T* x, long xo, __global T* y, long yo, long n)
+{
+    long i = get_global_id(0);
+    if (i < n) {
+        ST(y, yo + i, hal_unary(op, LD(x, xo + i)));
+    }
+}
+
+inline ACC hal_binary(int op, ACC a, ACC b)
+{
+    switch (op) {
+    case 0: return a + b;
+    case 1: return a - b;
+    case 2: return a * b;
+#ifdef IS_FLOAT
+    case 3: return a / b;
+    case 4: return (isnan(a) || isnan(b)) ? a + b : fmax(a, b);
+    case 5: return (isnan(a) || isnan(b)) ? a + b : fmin(a, b);
+    default: return pow(a, b);
+#else
+    // Integer division truncates toward zero; x / 0 is 0; MIN / -1 wraps to MIN (its two's-complement answer).
+    case 3: return b == 0 ? (ACC)0 : (b == -1 ? (ACC)(0 - a) : (ACC)(a / b));
+    case 4: return max(a, b);
+    default: return min(a, b);
+#endif
+    }
+}
+
+__kernel void binary_same(int op, __global const T* a, long ao, __global const T* b, long bo, __global T* y, long yo, long n)
+{
+    long i = get_global_id(0);
+    if (i < n) {
+        ST(y, yo + i, hal_binary(op, LD(a, ao + i), LD(b, bo + i)));
+    }
+}
+
+// dims: the output's merged dims (unused ones 1, leading); sa/sb: element strides of a and b per dim (0 = broadcast).
+__kernel void binary_broadcast(int op, __global const T* a, long ao, __global const T* b, long bo, __global T* y, long yo, long n,
+                               long8 dims, long8 sa, long8 sb)
+{
+    long i = get_global_id(0);
+    if (i >= n) {
+        return;
+    }
+    long d[8], xa[8], xb[8];
+    vstore8(dims, 0, d);
+    vstore8(sa, 0, xa);
+    vstore8(sb, 0, xb);
+    long rem = i, ia = 0, ib = 0;
+    for (int k = 7; k >= 0; k--) {
+        long c = rem % d[k];
+        rem /= d[k];
+        ia += c * xa[k];
+        ib += c * xb[k];
+    }
+    ST(y, yo + i, hal_binary(op, LD(a, ao + ia), LD(b, bo + ib)));
+}
+
+#ifdef IS_FLOAT
+// dx = dy * op'(x) for Relu (8), Tanh (6), Sigmoid (7), GeluErf (9), GeluTanh (10), Silu (11).
+inline ACC hal_derivative(int op, ACC x)
+{
+    const ACC one = (ACC)1, hf = (ACC)0.5;
+    switch (op) {
+    case 8: return x > 0 ? one : (ACC)0;
+    case 6: { ACC t = tanh(x); return one - t * t; }
+    case 7: { ACC s = hal_sigmoid(x); return s * (one - s); }
+    case 11: {
+        // Where s saturates to 0 or 1 the x(1 - s) term is 0 (so that Inf * 0 cannot make a NaN).
+        ACC s = hal_sigmoid(x);
+        return s == 0 ? (ACC)0 : (s == one ? one : s * (one + x * (one - s)));
+    }
+    case 10: {
+        const ACC k = (ACC)0.79788456080286535588, c = (ACC)0.044715;
+        ACC x2 = x * x;
+        ACC t = tanh(k * (x + c * x2 * x));
+        ACC sech2 = one - t * t;
+        ACC tail = sech2 == 0 ? (ACC)0 : hf * x * sech2 * k * (one + (ACC)3 * c * x2);
+        return hf * (one + t) + tail;
+    }
+    default: {
+        ACC cdf = hf * erfc(-x * (ACC)0.70710678118654752440);
+        ACC pdf = exp(-hf * x * x) * (ACC)0.39894228040143267794;
+        return cdf + (pdf == 0 ? (ACC)0 : x * pdf);
+    }
+    }
+}
+
+__kernel void activation_backward(int op, __global const T* x, long xo, __global const T* dy, long dyo, __global T* dx, long dxo, long n)
+{
+    long i = get_global_id(0);
+    if (i < n) {
+        ST(dx, dxo + i, LD(dy, dyo + i) * hal_derivative(op, LD(x, xo + i)));
+    }
+}
+
+// AdamW in place; m and v are F32 states, param and grad of the program's dtype.
+// c1 = 1 - beta1^step, c2 = 1 - beta2^step (bias corrections, computed on the host in double).
+__kernel void adamw(__global T* p, long po, __global const T* g, long go, __global float* m, long mo, __global float* v, long vo, long n,
+                    float lr, float beta1, float beta2, float eps, float wd, float c1, float c2)
+{
+    long i = get_global_id(0);
+    if (i >= n) {
+        return;
+    }
+    float gi = (float)LD(g, go + i);
+    float mi = beta1 * m[mo + i] + (1.0f - beta1) * gi;
+    float vi = beta2 * v[vo + i] + (1.0f - beta2) * gi * gi;
+    m[mo + i] = mi;
+    v[vo + i] = vi;
+    float pi = (float)LD(p, po + i);
+    float mhat = mi / c1;
+    float vhat = vi / c2;
+    pi -= lr * (mhat / (sqrt(vhat) + eps) + wd * pi);
+    ST(p, po + i, (ACC)pi);
+}
+#endif
