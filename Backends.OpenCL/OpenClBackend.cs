@@ -16,8 +16,27 @@ public sealed class OpenClBackendOptions
     /// <summary>Byte limit of each opened device (the --device-memory option); null means the device's memory.</summary>
     public long? DeviceMemoryBytes { get; set; }
 
-    /// <summary>GEMM tiling; null chooses one from the device's work-group size and local memory.</summary>
-    public GemmTiling? GemmTiling { get; set; }
+    /// <summary>
+    /// GEMM tiling; null chooses one from the device's work-group size and local memory. The environment variable
+    /// HAL_OPENCL_GEMM_TILING ("TM,TN,TK,RM,RN", e.g. "64,64,16,4,4") sets it for command-line runs.
+    /// </summary>
+    public GemmTiling? GemmTiling { get; set; } = TilingFromEnvironment();
+
+    private static GemmTiling? TilingFromEnvironment()
+    {
+        string? text = Environment.GetEnvironmentVariable("HAL_OPENCL_GEMM_TILING");
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+        var parts = text.Split(',');
+        if (parts.Length != 5 || !parts.All(p => int.TryParse(p, out int v) && v >= 0))
+        {
+            throw new ArgumentException($"HAL_OPENCL_GEMM_TILING='{text}' is not 'TM,TN,TK,RM,RN' (five non-negative integers, 0 = the device's choice)");
+        }
+        var v = parts.Select(int.Parse).ToArray();
+        return new GemmTiling(v[0], v[1], v[2], v[3], v[4]);
+    }
 
     /// <summary>Largest number of freed bytes the allocator keeps for reuse (default 1 GiB).</summary>
     public long CacheBytes { get; set; } = 1L << 30;
@@ -46,7 +65,7 @@ public sealed class OpenClBackend(OpenClBackendOptions? options = null) : IBacke
             for (int i = 0; i < devices.Count; i++)
             {
                 var d = devices[i];
-                infos.Add(new DeviceInfo(new DeviceId(Name, i), $"{d.Name} ({d.PlatformName}, {d.Version})", d.GlobalMemoryBytes, SupportedDTypes(d)));
+                infos.Add(new DeviceInfo(new DeviceId(Name, i), $"{d.Name} ({d.PlatformName})", d.GlobalMemoryBytes, SupportedDTypes(d)));
             }
             return new BackendProbe(Name, true, null, infos);
         }
