@@ -108,8 +108,10 @@ internal sealed partial class OpenClKernels
     {
         var (rows, v) = RowsCols(logits);
         CheckIndices("cross-entropy-backward", targets, v, negativeIgnored: true);
-        Launch1D(IndexFile, Options(logits.DType, IndexOption(targets)), "cross_entropy_backward", rows * v, Mem(logits), Off(logits),
-            Mem(targets), Off(targets), Mem(lse), Off(lse), Mem(dlosses), Off(dlosses), Mem(dlogits), Off(dlogits), KArg.I64(rows), KArg.I64(v));
+        int g = RowGroup(v);
+        LaunchRows(RowsFile, Options(logits.DType, IndexOption(targets)), "cross_entropy_backward", rows, g, Mem(logits), Off(logits),
+            Mem(targets), Off(targets), Mem(lse), Off(lse), Mem(dlosses), Off(dlosses), Mem(dlogits), Off(dlogits), KArg.I64(v),
+            KArg.Local(g * AccSize(logits.DType)));
     }
 
     public void Embedding(Tensor weight, Tensor ids, Tensor y)

@@ -81,21 +81,4 @@ __kernel void rotary(__global const T* x, long xo, __global const float* cs, lon
     ST(y, yo + base + i + hd, b * c + a * s);
 }
 
-// dlogits[n, j] = (exp(logits - lse[n]) - (j == target)) * dlosses[n]; zero rows for negative targets.
-__kernel void cross_entropy_backward(__global const T* x, long xo, __global const IDX* t, long to, __global const float* lse, long so,
-                                     __global const float* dl, long dlo, __global T* dx, long dxo, long rows, long v)
-{
-    long id = get_global_id(0);
-    if (id >= rows * v) {
-        return;
-    }
-    long n = id / v, j = id % v;
-    long target = (long)t[to + n];
-    ACC r = 0;
-    if (target >= 0) {
-        ACC p = exp(LD(x, xo + id) - (ACC)lse[so + n]);
-        r = (p - (j == target ? (ACC)1 : (ACC)0)) * (ACC)dl[dlo + n];
-    }
-    ST(dx, dxo + id, r);
-}
 #endif

@@ -240,4 +240,40 @@ __kernel void cross_entropy(__global const T* x, long xo, __global const IDX* t,
         loss[lo + row] = target < 0 ? 0.0f : (float)(z - LD(x, xo + base + target));
     }
 }
+
+// dlogits[n, j] = (exp(logits - lse[n]) - (j == target)) * dlosses[n]; zero rows for negative targets.
+// The saved lse is F32; an F64 row recomputes it so that its gradient keeps F64 accuracy.
+__kernel void cross_entropy_backward(__global const T* x, long xo, __global const IDX* t, long to, __global const float* lse, long so,
+                                     __global const float* dl, long dlo, __global T* dx, long dxo, long v, __local ACC* scratch)
+{
+    long row = get_group_id(0), base = row * v;
+    int l = get_local_id(0), ls = get_local_size(0);
+    long target = (long)t[to + row];
+    if (target < 0) {
+        for (long j = l; j < v; j += ls) {
+            ST(dx, dxo + base + j, (ACC)0);
+        }
+        return;
+    }
+#ifdef DT_F64
+    ACC m = -INFINITY;
+    for (long j = l; j < v; j += ls) {
+        m = hal_max(m, LD(x, xo + base + j));
+    }
+    m = wg_max(m, scratch);
+    ACC s = 0;
+    for (long j = l; j < v; j += ls) {
+        s += exp(LD(x, xo + base + j) - m);
+    }
+    s = wg_sum(s, scratch);
+    ACC z = isinf(m) && m < 0 ? m : m + log(s);
+#else
+    ACC z = lse[so + row];
+#endif
+    ACC g = dl[dlo + row];
+    for (long j = l; j < v; j += ls) {
+        ACC p = exp(LD(x, xo + base + j) - z) * g;
+        ST(dx, dxo + base + j, j == target ? p - g : p);
+    }
+}
 #endif
