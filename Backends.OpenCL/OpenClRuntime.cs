@@ -26,7 +26,7 @@ internal sealed record OpenClDeviceInfo(
 /// </summary>
 internal static unsafe class OpenClRuntime
 {
-    private static readonly Lazy<(CL? Api, string? Reason)> Loaded = new(Load);
+    private static readonly Lazy<(CL? Api, string? Reason)> Loaded = new(() => Load(null));
     private static readonly Lazy<(IReadOnlyList<OpenClDeviceInfo> Devices, string? Reason)> Discovered = new(Discover);
 
     /// <summary>The API, or null when the ICD loader cannot be loaded.</summary>
@@ -38,11 +38,12 @@ internal static unsafe class OpenClRuntime
     /// <summary>The API or a <see cref="BackendUnavailableException"/> with the reason.</summary>
     internal static CL RequireApi() => Api ?? throw new BackendUnavailableException("opencl", Loaded.Value.Reason ?? "the OpenCL ICD loader is missing");
 
-    private static (CL?, string?) Load()
+    /// <summary>Loads the ICD loader (the default names, or <paramref name="libraryNames"/>); on failure, the probe's reason.</summary>
+    internal static (CL? Api, string? Reason) Load(string[]? libraryNames)
     {
         try
         {
-            var api = CL.GetApi();
+            var api = libraryNames is null ? CL.GetApi() : new CL(CL.CreateDefaultContext(libraryNames));
             uint count;
             // Touch one entry point so that a loader that resolves lazily fails here, inside the try.
             api.GetPlatformIDs(0, null, &count);
@@ -99,7 +100,7 @@ internal static unsafe class OpenClRuntime
             }
             if (devices.Count == 0)
             {
-                return ([], $"OpenCL platform(s) {platforms.Length} found but none has a device");
+                return ([], $"{platforms.Length} OpenCL platform(s) found but none has a device (a driver is registered, yet it reports no CPU, GPU or accelerator device)");
             }
             return (devices, null);
         }

@@ -130,3 +130,18 @@ public class DeviceTests
         }
     }
 }
+
+// The probe's reason when no ICD loader can be loaded (a library name that does not exist stands for a machine
+// without ocl-icd-libopencl1). The no-platform and no-device reasons are checked through `hal devices` with
+// OCL_ICD_VENDORS pointing at an empty folder and POCL_DEVICES=none (docs/backends/opencl.md).
+public class LoaderTests
+{
+    [Fact]
+    public void MissingLoaderGivesItsOwnReason()
+    {
+        var (api, reason) = OpenClRuntime.Load(["libHalNoSuchOpenCL.so.1"]);
+        Assert.Null(api);
+        Assert.Contains("no OpenCL ICD loader", reason);
+        Assert.Contains("ocl-icd-libopencl1", reason);
+    }
+}
