@@ -11,17 +11,31 @@ public sealed partial class Ops
 
     /// <summary>Creates the entry for <paramref name="device"/>.</summary>
     public Ops(IDevice device)
+        : this(device, null)
+    {
+    }
+
+    /// <summary>
+    /// Creates the entry for <paramref name="device"/> whose hooks are <paramref name="kernels"/> instead of the
+    /// device's own: a decorator over <c>device.Kernels</c> that records or alters calls (the conformance suite
+    /// records which kernels a case used, and its own tests plant faults this way). Tier-2 dispatch asks the
+    /// decorator, so it decides which fused kernels exist.
+    /// </summary>
+    public Ops(IDevice device, IKernels? kernels)
     {
         ArgumentNullException.ThrowIfNull(device);
         Device = device;
+        _kernels = kernels;
         _dtypes = [.. device.Capabilities.DTypes];
     }
+
+    private readonly IKernels? _kernels;
 
     /// <summary>The device whose kernels run.</summary>
     public IDevice Device { get; }
 
-    /// <summary>The backend's tier-1 hooks.</summary>
-    public IKernels Kernels => Device.Kernels;
+    /// <summary>The backend's tier-1 hooks (or the decorator given at construction).</summary>
+    public IKernels Kernels => _kernels ?? Device.Kernels;
 
     private string BackendName => Device.Id.Backend;
 

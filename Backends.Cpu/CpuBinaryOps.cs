@@ -61,7 +61,8 @@ internal readonly struct DivOp : IBinaryOp
             return T.Zero;
         }
         // MinValue / −1 overflows the hardware divide; its two's-complement answer is −a (MinValue again).
-        return b == -T.One ? T.Zero - a : a / b;
+        // Unsigned types have no −1 (−T.One wraps to MaxValue there), so the rule is for signed types only.
+        return T.IsNegative(-T.One) && b == -T.One ? T.Zero - a : a / b;
     }
 
     public static Vector256<T> Invoke<T>(Vector256<T> a, Vector256<T> b) => a / b;

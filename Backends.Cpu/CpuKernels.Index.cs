@@ -34,6 +34,22 @@ internal sealed unsafe partial class CpuKernels
         int size = dtype.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
         var indexType = index.DType;
+        if (dtype.Is16Bit())
+        {
+            // The contract: 16-bit types accumulate in F32 and round once, so repeated indices sum in F32.
+            Accumulate16(dtype, outer, n * inner, length * inner, dp, (o, add) =>
+            {
+                for (long i = 0; i < length; i++)
+                {
+                    long k = LoadIndex((byte*)ip, indexType, i);
+                    for (long c = 0; c < inner; c++)
+                    {
+                        add((k * inner) + c, ((o * length) + i) * inner + c);
+                    }
+                }
+            }, sp);
+            return;
+        }
         // dst[o, index[i], :] += src[o, i, :]; repeated indices touch one row, so only outer splits across threads.
         CpuParallel.For(Threads, outer, (s, e) =>
         {
@@ -77,6 +93,18 @@ internal sealed unsafe partial class CpuKernels
         int size = dtype.SizeInBytes();
         nint sp = (nint)Ptr(src), dp = (nint)Ptr(dst), ip = (nint)Ptr(index);
         var indexType = index.DType;
+        if (dtype.Is16Bit())
+        {
+            Accumulate16(dtype, outer, n * inner, j * inner, dp, (o, add) =>
+            {
+                for (long item = o * j * inner; item < (o + 1) * j * inner; item++)
+                {
+                    long k = LoadIndex((byte*)ip, indexType, item);
+                    add((k * inner) + (item % inner), item);
+                }
+            }, sp);
+            return;
+        }
         // dst[o, index[o, j, i], i] += src[o, j, i]; different o never meet, so outer splits across threads.
         CpuParallel.For(Threads, outer, (s, e) =>
         {
@@ -90,6 +118,41 @@ internal sealed unsafe partial class CpuKernels
                 }
             }
         }, elementsPerItem: Math.Max(1, j * inner));
+    }
+
+    /// <summary>
+    /// 16-bit accumulation for index-add and scatter-add: per outer slab o, the slab of dst (slabLength elements) is
+    /// loaded into F32, <paramref name="visit"/> calls add(dstIndexInSlab, srcIndex) for every addition, and each
+    /// element that was added to is rounded back once.
+    /// </summary>
+    private void Accumulate16(DType dtype, long outer, long slabLength, long workPerSlab, nint dp, Action<long, Action<long, long>> visit, nint sp)
+    {
+        CpuParallel.For(Threads, outer, (s, e) =>
+        {
+            var acc = new float[slabLength];
+            var touched = new bool[slabLength];
+            for (long o = s; o < e; o++)
+            {
+                ushort* d = (ushort*)dp + (o * slabLength);
+                for (long t = 0; t < slabLength; t++)
+                {
+                    acc[t] = CpuConvert.Load16(dtype, d[t]);
+                    touched[t] = false;
+                }
+                visit(o, (at, from) =>
+                {
+                    acc[at] += CpuConvert.Load16(dtype, ((ushort*)sp)[from]);
+                    touched[at] = true;
+                });
+                for (long t = 0; t < slabLength; t++)
+                {
+                    if (touched[t])
+                    {
+                        d[t] = CpuConvert.Store16(dtype, acc[t]);
+                    }
+                }
+            }
+        }, elementsPerItem: Math.Max(1, workPerSlab));
     }
 
     internal static long LoadIndex(byte* p, DType dtype, long i) => dtype == DType.I32 ? ((int*)p)[i] : ((long*)p)[i];

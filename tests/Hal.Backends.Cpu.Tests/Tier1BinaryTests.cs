@@ -209,4 +209,17 @@ public sealed class Tier1BinaryTests(CpuFixture fx) : IClassFixture<CpuFixture>
             Assert.Equal((double)((float)x[i] * (float)w[i]), got[i]);
         }
     }
+
+    /// <summary>u8 has no −1: a divisor of 255 divides (67 / 255 = 0), it does not negate.</summary>
+    [Fact]
+    public void UnsignedDivisionByMaxValueTruncates()
+    {
+        double[] a = [67, 255, 254, 0, 200];
+        double[] b = [255, 255, 255, 255, 0];
+        using var ta = fx.Ops.FromArray(a, new Shape(a.Length), DType.U8);
+        using var tb = fx.Ops.FromArray(b, new Shape(b.Length), DType.U8);
+        using var ty = fx.Ops.Empty(new Shape(a.Length), DType.U8);
+        fx.Ops.Binary(BinaryOp.Div, ta, tb, ty);
+        Assert.Equal([0.0, 1, 0, 0, 0], fx.Ops.ToDoubleArray(ty));
+    }
 }
