@@ -2,7 +2,7 @@ namespace Hal.Backends.OpenCL;
 
 // IndexSelect, IndexAdd, Gather, ScatterAdd (index.cl). Legend: data [outer, S, inner] around the axis, index
 // length L (IndexSelect/IndexAdd) or index [outer, L, inner] (Gather/ScatterAdd). Indices are read back and
-// range-checked before anything is written.
+// range-checked before anything is written. F16/BF16 accumulate in F32 and round once (destination-parallel kernels).
 internal sealed partial class OpenClKernels
 {
     private const string IndexFile = "index.cl";
@@ -25,7 +25,9 @@ internal sealed partial class OpenClKernels
         {
             return;
         }
-        Launch1D(IndexFile, Options(src.DType, IndexOption(index)), "index_add", outer * inner,
+        // 16-bit dtypes accumulate in F32 and round once per destination element.
+        bool once = src.DType.Is16Bit();
+        Launch1D(IndexFile, Options(src.DType, IndexOption(index)), once ? "index_add_once" : "index_add", once ? outer * s * inner : outer * inner,
             Mem(src), Off(src), Mem(index), Off(index), Mem(dst), Off(dst), KArg.I64(outer), KArg.I64(s), KArg.I64(len), KArg.I64(inner));
     }
 
@@ -47,7 +49,8 @@ internal sealed partial class OpenClKernels
         {
             return;
         }
-        Launch1D(IndexFile, Options(src.DType, IndexOption(index)), "scatter_add", outer * inner,
+        bool once = src.DType.Is16Bit();
+        Launch1D(IndexFile, Options(src.DType, IndexOption(index)), once ? "scatter_add_once" : "scatter_add", once ? outer * s * inner : outer * inner,
             Mem(src), Off(src), Mem(index), Off(index), Mem(dst), Off(dst), KArg.I64(outer), KArg.I64(s), KArg.I64(len), KArg.I64(inner));
     }
 }

@@ -82,3 +82,41 @@ __kernel void rotary(__global const T* x, long xo, __global const float* cs, lon
 }
 
 #endif
+
+// 16-bit dtypes accumulate in F32 and round once: one work-item per dst element (o, k, in) sums, in index order,
+// every source slice aimed at it, starting from dst's value. Used for F16/BF16 IndexAdd (and embedding backward).
+__kernel void index_add_once(__global const T* src, long so, __global const IDX* index, long io, __global T* dst, long dof,
+                             long outer, long s, long len, long inner)
+{
+    long id = get_global_id(0);
+    if (id >= outer * s * inner) {
+        return;
+    }
+    long in = id % inner, rest = id / inner, k = rest % s, o = rest / s;
+    ACC acc = LD(dst, dof + id);
+    for (long i = 0; i < len; i++) {
+        if ((long)index[io + i] == k) {
+            acc += LD(src, so + (o * len + i) * inner + in);
+        }
+    }
+    ST(dst, dof + id, acc);
+}
+
+// The ScatterAdd counterpart of index_add_once: index and src are [outer, len, inner].
+__kernel void scatter_add_once(__global const T* src, long so, __global const IDX* index, long io, __global T* dst, long dof,
+                               long outer, long s, long len, long inner)
+{
+    long id = get_global_id(0);
+    if (id >= outer * s * inner) {
+        return;
+    }
+    long in = id % inner, rest = id / inner, k = rest % s, o = rest / s;
+    ACC acc = LD(dst, dof + id);
+    for (long j = 0; j < len; j++) {
+        long e = (o * len + j) * inner + in;
+        if ((long)index[io + e] == k) {
+            acc += LD(src, so + e);
+        }
+    }
+    ST(dst, dof + id, acc);
+}
