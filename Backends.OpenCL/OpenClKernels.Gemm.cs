@@ -8,6 +8,13 @@ internal sealed partial class OpenClKernels
     internal GemmTiling Tiling { get; }
 
     /// <summary>
+    /// True on CPU devices without a tiling override: there local memory is ordinary cache and work-group barriers
+    /// make the implementation spill each work-item's registers, so the barrier-free kernel is used instead.
+    /// HAL_OPENCL_GEMM_KERNEL=tiled|direct overrides the choice.
+    /// </summary>
+    internal bool UseDirectGemm { get; set; }
+
+    /// <summary>
     /// A tiling that fits the device: the largest of 64×64, 32×32, 16×16 tiles with 4×4 register blocks whose
     /// work-group (tile / block) fits the maximum work-group size and whose two F64 tiles fit half the local memory;
     /// zero fields of <paramref name="requested"/> are filled from that choice.
@@ -62,6 +69,15 @@ internal sealed partial class OpenClKernels
         int wx = t.TileN / t.BlockN, wy = t.TileM / t.BlockM;
         long gx = (n + t.TileN - 1) / t.TileN * wx, gy = (m + t.TileM - 1) / t.TileM * wy;
         var biasT = bias ?? c;
+        if (UseDirectGemm)
+        {
+            // CPU devices: the barrier-free 4×8 register-block kernel; the runtime picks the work-group size.
+            Launch("gemm.cl", options, "gemm_direct", [(nuint)((n + 7) / 8), (nuint)((m + 3) / 4), (nuint)batch], [],
+                [Mem(a), Off(a), Mem(b), Off(b), Mem(c), Off(c), Mem(biasT), Off(biasT), KArg.I32(bias is null ? 0 : 1),
+                 KArg.I32(transA ? 1 : 0), KArg.I32(transB ? 1 : 0), KArg.I64(m), KArg.I64(n), KArg.I64(k),
+                 KArg.I64(batchA == 1 ? 0 : m * k), KArg.I64(batchB == 1 ? 0 : k * n), Scalar(a.DType, alpha), Scalar(a.DType, beta)]);
+            return;
+        }
         Launch("gemm.cl", options, "gemm", [(nuint)gx, (nuint)gy, (nuint)batch], [(nuint)wx, (nuint)wy, 1],
             [Mem(a), Off(a), Mem(b), Off(b), Mem(c), Off(c), Mem(biasT), Off(biasT), KArg.I32(bias is null ? 0 : 1),
              KArg.I32(transA ? 1 : 0), KArg.I32(transB ? 1 : 0), KArg.I64(m), KArg.I64(n), KArg.I64(k),

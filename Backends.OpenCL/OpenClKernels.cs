@@ -58,6 +58,13 @@ internal sealed unsafe partial class OpenClKernels : IKernels, IFusedKernels
         ElementGroup = (int)Math.Min(128, PowerOfTwoAtMost(info.MaxWorkGroupSize));
         RowGroupMax = (int)Math.Min(256, PowerOfTwoAtMost(info.MaxWorkGroupSize));
         Tiling = ChooseTiling(info, tiling);
+        string? kernel = Environment.GetEnvironmentVariable("HAL_OPENCL_GEMM_KERNEL");
+        UseDirectGemm = kernel switch
+        {
+            "direct" => true,
+            "tiled" => false,
+            _ => info.IsCpu && tiling is null,
+        };
     }
 
     /// <summary>Work-items per group of the 1-D element-wise kernels.</summary>

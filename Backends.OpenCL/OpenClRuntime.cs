@@ -18,7 +18,8 @@ internal sealed record OpenClDeviceInfo(
     int ComputeUnits,
     bool HasFp64,
     bool HasFp16,
-    string Extensions);
+    string Extensions,
+    bool IsCpu);
 
 /// <summary>
 /// The process-wide OpenCL entry: loads the ICD loader once and enumerates every device of every platform
@@ -126,7 +127,9 @@ internal static unsafe class OpenClRuntime
             (int)DeviceValue<uint>(api, device, ClDeviceInfo.MaxComputeUnits),
             ext.Contains("cl_khr_fp64", StringComparison.Ordinal),
             ext.Contains("cl_khr_fp16", StringComparison.Ordinal),
-            ext);
+            ext,
+            // CL_DEVICE_TYPE_CPU = 2.
+            (DeviceValue<ulong>(api, device, ClDeviceInfo.Type) & 2) != 0);
     }
 
     internal static T DeviceValue<T>(CL api, nint device, ClDeviceInfo what)

@@ -133,3 +133,79 @@ void gemm(__global const T* A, long ao, __global const T* B, long bo, __global T
         }
     }
 }
+
+// The variant for CPU devices (no local memory, no barriers): each work-item computes a 4 x 8 block of C at rows
+// 4·gid(1)… and columns 8·gid(0)… with eight-wide vector accumulators, streaming A and B straight from global
+// memory (the caches do the tiling). B rows load with vload8 where the eight columns are inside N.
+#if defined(DT_F64)
+#define VEC8 double8
+#else
+#define VEC8 float8
+#endif
+
+inline VEC8 load_b8(__global const T* B, int transB, long k, long n0, long N, long K)
+{
+#if !defined(IS_16BIT)
+    if (!transB && n0 + 8 <= N) {
+        return vload8(0, B + k * N + n0);
+    }
+#endif
+    ACC v[8];
+    for (int j = 0; j < 8; j++) {
+        long n = n0 + j;
+        v[j] = n < N ? (transB ? LD(B, n * K + k) : LD(B, k * N + n)) : (ACC)0;
+    }
+    return (VEC8)(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+}
+
+__kernel void gemm_direct(__global const T* A, long ao, __global const T* B, long bo, __global T* C, long co, __global const T* bias, long biaso, int hasBias,
+                          int transA, int transB, long M, long N, long K, long strideA, long strideB, SCALAR alpha, SCALAR beta)
+{
+    long n0 = (long)get_global_id(0) * 8, m0 = (long)get_global_id(1) * 4;
+    long batch = get_global_id(2);
+    if (m0 >= M || n0 >= N) {
+        return;
+    }
+    A += ao + batch * strideA;
+    B += bo + batch * strideB;
+    C += co + batch * M * N;
+    VEC8 acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+    long r1 = min(m0 + 1, M - 1), r2 = min(m0 + 2, M - 1), r3 = min(m0 + 3, M - 1);
+    for (long k = 0; k < K; k++) {
+        VEC8 b = load_b8(B, transB, k, n0, N, K);
+        // Rows past M read row M-1 (in bounds) and are not stored.
+        ACC a0 = transA ? LD(A, k * M + m0) : LD(A, m0 * K + k);
+        ACC a1 = transA ? LD(A, k * M + r1) : LD(A, r1 * K + k);
+        ACC a2 = transA ? LD(A, k * M + r2) : LD(A, r2 * K + k);
+        ACC a3 = transA ? LD(A, k * M + r3) : LD(A, r3 * K + k);
+        acc0 += a0 * b;
+        acc1 += a1 * b;
+        acc2 += a2 * b;
+        acc3 += a3 * b;
+    }
+    ACC rows[4][8];
+    vstore8(acc0, 0, rows[0]);
+    vstore8(acc1, 0, rows[1]);
+    vstore8(acc2, 0, rows[2]);
+    vstore8(acc3, 0, rows[3]);
+    for (int i = 0; i < 4; i++) {
+        long m = m0 + i;
+        if (m >= M) {
+            break;
+        }
+        for (int j = 0; j < 8; j++) {
+            long n = n0 + j;
+            if (n >= N) {
+                break;
+            }
+            ACC v = (ACC)alpha * rows[i][j];
+            if (beta != 0) {
+                v += (ACC)beta * LD(C, m * N + n);
+            }
+            if (hasBias) {
+                v += LD(bias, biaso + n);
+            }
+            ST(C, m * N + n, v);
+        }
+    }
+}

@@ -6,6 +6,19 @@ namespace Hal.Backends.OpenCL.Tests;
 // alpha/beta, bias, broadcast batches, every float dtype.
 public class GemmTests
 {
+    private static readonly Lazy<Ops[]> Kernels = new(() =>
+    {
+        // Both GEMM kernels on one device each: the work-group-tiled one (GPUs) and the barrier-free one (CPU devices).
+        var ops = new Ops[2];
+        for (int i = 0; i < 2; i++)
+        {
+            var device = new OpenClBackend().Open(0);
+            ((OpenClKernels)device.Kernels).UseDirectGemm = i == 1;
+            ops[i] = new Ops(device);
+        }
+        return ops;
+    });
+
     /// <summary>c[b] = alpha·op(a[b])·op(b[b]) + beta·c0[b] + bias, in double.</summary>
     private static double[] Reference(double[] a, double[] b, double[] c0, double[]? bias, int batch, bool aBatched, bool bBatched,
         int m, int n, int k, bool transA, bool transB, double alpha, double beta)
@@ -36,24 +49,34 @@ public class GemmTests
     private static void Check(DType dtype, int batch, bool aBatched, bool bBatched, int m, int n, int k, bool transA, bool transB,
         double alpha, double beta, bool withBias, int seed)
     {
+        foreach (var ops in Kernels.Value)
+        {
+            Check(ops, dtype, batch, aBatched, bBatched, m, n, k, transA, transB, alpha, beta, withBias, seed);
+        }
+    }
+
+    private static void Check(Ops ops, DType dtype, int batch, bool aBatched, bool bBatched, int m, int n, int k, bool transA, bool transB,
+        double alpha, double beta, bool withBias, int seed)
+    {
         var a = Rounded(RandomValues(seed, (aBatched ? batch : 1) * m * k, -1, 1), dtype);
         var b = Rounded(RandomValues(seed + 1, (bBatched ? batch : 1) * k * n, -1, 1), dtype);
         var c0 = Rounded(RandomValues(seed + 2, batch * m * n, -1, 1), dtype);
         var bias = withBias ? Rounded(RandomValues(seed + 3, n, -1, 1), dtype) : null;
         Shape aShape = transA ? new(aBatched ? batch : 1, k, m) : new(aBatched ? batch : 1, m, k);
         Shape bShape = transB ? new(bBatched ? batch : 1, n, k) : new(bBatched ? batch : 1, k, n);
-        var ta = ClOps.FromArray(a, aShape, dtype);
-        var tb = ClOps.FromArray(b, bShape, dtype);
-        var tc = ClOps.FromArray(c0, new Shape(batch, m, n), dtype);
-        var tbias = bias is null ? null : ClOps.FromArray(bias, new Shape(n), dtype);
-        ClOps.Gemm(ta, tb, tc, transA, transB, alpha, beta, tbias);
+        using var ta = ops.FromArray(a, aShape, dtype);
+        using var tb = ops.FromArray(b, bShape, dtype);
+        using var tc = ops.FromArray(c0, new Shape(batch, m, n), dtype);
+        using var tbias = bias is null ? null : ops.FromArray(bias, new Shape(n), dtype);
+        ops.Gemm(ta, tb, tc, transA, transB, alpha, beta, tbias);
+        string kernel = ((OpenClKernels)ops.Device.Kernels).UseDirectGemm ? "direct" : "tiled";
         var expected = Reference(a, b, c0, bias, batch, aBatched, bBatched, m, n, k, transA, transB, alpha, beta);
         // Tolerance: k products of |x|,|y| ≤ 1 accumulate at most k·eps(acc) of error relative to Σ|x·y| ≤ k, plus
         // one rounding of the result to the dtype (16-bit dtypes accumulate in F32).
         double accEps = dtype == DType.F64 ? Math.Pow(2, -52) : Math.Pow(2, -23);
         double atol = (2.0 * k * k * accEps) + 1e-12;
-        Close(expected, ClOps.ToDoubleArray(tc), Tol(dtype, 2), atol,
-            $"gemm {dtype.Name()} batch={batch}({aBatched},{bBatched}) m={m} n={n} k={k} tA={transA} tB={transB} α={alpha} β={beta} bias={withBias} seed={seed}");
+        Close(expected, ops.ToDoubleArray(tc), Tol(dtype, 2), atol,
+            $"gemm ({kernel}) {dtype.Name()} batch={batch}({aBatched},{bBatched}) m={m} n={n} k={k} tA={transA} tB={transB} α={alpha} β={beta} bias={withBias} seed={seed}");
     }
 
     private static double[] Rounded(double[] v, DType dtype)
@@ -109,10 +132,13 @@ public class GemmTests
     [OpenClFact]
     public void BetaZeroIgnoresNaNInTheOutput()
     {
-        var a = ClOps.FromArray(new double[] { 1, 2, 3, 4 }, new Shape(2, 2));
-        var c = ClOps.Full(new Shape(2, 2), double.NaN);
-        ClOps.Gemm(a, a, c, beta: 0);
-        Assert.Equal([7.0, 10, 15, 22], ClOps.ToDoubleArray(c));
+        foreach (var ops in Kernels.Value)
+        {
+            var a = ops.FromArray(new double[] { 1, 2, 3, 4 }, new Shape(2, 2));
+            var c = ops.Full(new Shape(2, 2), double.NaN);
+            ops.Gemm(a, a, c, beta: 0);
+            Assert.Equal([7.0, 10, 15, 22], ops.ToDoubleArray(c));
+        }
     }
 
     [OpenClFact]
