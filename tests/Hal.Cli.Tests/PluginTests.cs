@@ -32,8 +32,8 @@ public class PluginTests
         Assert.Equal(0, r.ExitCode);
         using var doc = JsonDocument.Parse(r.Stdout);
         var backends = doc.RootElement.EnumerateArray().ToList();
-        Assert.Equal(["cpu", "testvendor"], backends.Select(b => b.GetProperty("backend").GetString() ?? "").ToArray());
-        var vendor = backends[1];
+        Assert.Equal(["cpu", "opencl", "testvendor"], backends.Select(b => b.GetProperty("backend").GetString() ?? "").ToArray());
+        var vendor = backends[2];
         Assert.False(vendor.GetProperty("available").GetBoolean());
         Assert.Equal(TestVendorReason, vendor.GetProperty("reason").GetString());
         Assert.Equal(0, vendor.GetProperty("devices").GetArrayLength());
