@@ -30,7 +30,15 @@ inline ACC hal_unary(int op, ACC x)
     case 9: return isinf(x) && x < 0 ? (ACC)-0.0 : hf * x * erfc(-x * (ACC)0.70710678118654752440);
     // 0.5 x (1 + tanh u) written as x sigmoid(2u), which does not cancel for negative x.
     case 10: return isinf(x) && x < 0 ? (ACC)-0.0 : x * hal_sigmoid((ACC)2 * (ACC)0.79788456080286535588 * (x + (ACC)0.044715 * x * x * x));
-    case 11: return isinf(x) && x < 0 ? (ACC)-0.0 : x * hal_sigmoid(x);
+    case 11:
+#if defined(HAS_FP64) && !defined(DT_F64)
+        // Below -80, 1 + e^x = 1 in F32 but e^x itself goes subnormal (x < -87) and would lose bits before the
+        // product: x e^x in F64, rounded once. Devices without fp64 keep the F32 product.
+        if (x < (ACC)-80 && !isinf(x)) {
+            return (ACC)((double)x * exp((double)x));
+        }
+#endif
+        return isinf(x) && x < 0 ? (ACC)-0.0 : x * hal_sigmoid(x);
     case 12: return sin(x);
     case 13: return cos(x);
     case 14: return rint(x);
