@@ -46,6 +46,21 @@ internal sealed partial class CpuKernels
         });
     }
 
+    /// <summary>
+    /// σ(x) = 1/(1 + e^−x), evaluated as e^x/(1 + e^x) for x &lt; 0 so that e^−x cannot overflow: for x below about −88
+    /// (F32) the result is small but representable, where 1/(1 + ∞) would flush it to 0.
+    /// </summary>
+    private static T Sigmoid<T>(T x)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (x < T.Zero)
+        {
+            T e = T.Exp(x);
+            return e / (T.One + e);
+        }
+        return T.One / (T.One + T.Exp(-x));
+    }
+
     /// <summary>op'(x).</summary>
     private static T Derivative<T>(UnaryOp op, T x)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -54,7 +69,8 @@ internal sealed partial class CpuKernels
         switch (op)
         {
             case UnaryOp.Relu:
-                return x > T.Zero ? one : T.Zero;
+                // NaN propagates, as through every other derivative here.
+                return x > T.Zero ? one : T.IsNaN(x) ? x : T.Zero;
             case UnaryOp.Tanh:
                 {
                     T t = T.Tanh(x);
@@ -62,13 +78,13 @@ internal sealed partial class CpuKernels
                 }
             case UnaryOp.Sigmoid:
                 {
-                    T s = one / (one + T.Exp(-x));
+                    T s = Sigmoid(x);
                     return s * (one - s);
                 }
             case UnaryOp.Silu:
                 {
                     // Where s saturates to 0 or 1 the x·(1 − s) term is 0 (written out so ±Inf·0 cannot make a NaN).
-                    T s = one / (one + T.Exp(-x));
+                    T s = Sigmoid(x);
                     return s == T.Zero ? T.Zero : s == one ? one : s * (one + (x * (one - s)));
                 }
             case UnaryOp.GeluTanh:

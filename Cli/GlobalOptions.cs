@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Hal.Backends.Cpu;
+using Hal.Backends.Npu;
 using Hal.Backends.OpenCL;
 using Hal.Registration;
 using Microsoft.Extensions.DependencyInjection;
@@ -37,11 +38,20 @@ internal sealed class GlobalOptions
         },
     };
 
+    /// <summary><c>--ep NAME</c>: the ONNX Runtime execution provider that the npu backend's device 0 runs on.</summary>
+    public Option<string?> ExecutionProvider { get; } = new("--ep")
+    {
+        Description = "Execution provider of the npu backend's device 0: cpu (default), cuda, tensorrt, … (hal devices lists them and why each can or cannot run).",
+        HelpName = "NAME",
+        Recursive = true,
+    };
+
     /// <summary>Adds the options to the root command (they are recursive, so every subcommand accepts them).</summary>
     public void AddTo(Command root)
     {
         root.Options.Add(Plugins);
         root.Options.Add(DeviceMemory);
+        root.Options.Add(ExecutionProvider);
     }
 
     /// <summary>Registers the built-in backends and the plugins named on the command line, and resolves the runtime.</summary>
@@ -49,7 +59,7 @@ internal sealed class GlobalOptions
     /// <exception cref="HalException">two backends share a name.</exception>
     public HalSession OpenSession(ParseResult parse)
     {
-        var settings = new BackendSettings(parse.GetValue(DeviceMemory));
+        var settings = new BackendSettings(parse.GetValue(DeviceMemory), parse.GetValue(ExecutionProvider) ?? "cpu");
         var services = new ServiceCollection();
         var hal = services.AddHal();
         hal.AddBuiltInBackends(settings);
@@ -71,14 +81,19 @@ internal sealed class GlobalOptions
 }
 
 /// <summary>Settings from the command line that every backend receives.</summary>
-internal sealed record BackendSettings(long? DeviceMemoryBytes);
+internal sealed record BackendSettings(long? DeviceMemoryBytes, string ExecutionProvider = "cpu");
 
 /// <summary>The backends this command line ships with. New in-tree backends register here, each through its own extension.</summary>
 internal static class BuiltInBackends
 {
     public static HalBuilder AddBuiltInBackends(this HalBuilder builder, BackendSettings settings) =>
         builder.AddCpuBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes)
-            .AddOpenClBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes);
+            .AddOpenClBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes)
+            .AddNpuBackend(o =>
+            {
+                o.DeviceMemoryBytes = settings.DeviceMemoryBytes;
+                o.ExecutionProvider = settings.ExecutionProvider;
+            });
 }
 
 /// <summary>A resolved runtime and the service provider that owns it.</summary>

@@ -6,12 +6,14 @@ namespace Hal.Cli.Bench;
 
 /// <summary>
 /// One row of <c>hal bench gemm</c>; JSON field names are a contract: backend, m, n, k, dtype, gflops, peakGflops,
-/// ratioToPeak, plus peakVectorBits (the FMA width the peak was measured with) and the peer library's figures (peer,
-/// peerGflops, ratioToPeer; null without a peer).
+/// ratioToPeak, plus peakVectorBits (the FMA width the peak was measured with), the peer's figures (peer,
+/// peerGflops, ratioToPeer; null without a peer) and, for backends that compile kernels into cached sessions (npu),
+/// the cache's figures after the size (kernelSessions, kernelCacheHitRate, kernelCompileMs; null elsewhere).
 /// </summary>
 internal sealed record GemmBenchResult(
     string Backend, int M, int N, int K, string DType, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits,
-    string? Peer, double? PeerGflops, double? RatioToPeer);
+    string? Peer, double? PeerGflops, double? RatioToPeer,
+    int? KernelSessions = null, double? KernelCacheHitRate = null, double? KernelCompileMs = null);
 
 /// <summary>Measures GEMM throughput on a device against this machine's FMA peak measured in the same run.</summary>
 internal static class GemmBench
@@ -30,10 +32,10 @@ internal static class GemmBench
 
     /// <summary>
     /// Runs square GEMMs of each size (median of repeated runs after a warm-up) and reports GFLOP/s and the ratio to
-    /// the measured peak; with a <paramref name="peer"/> and F32, the peer's SGEMM runs on the same host values,
-    /// its runs interleaved with the device's so that both see the same machine load.
+    /// the measured peak; with a <paramref name="peer"/> that supports the dtype, the peer runs the same GEMMs on the
+    /// same host values, its runs interleaved with the device's so that both see the same machine load.
     /// </summary>
-    public static IReadOnlyList<GemmBenchResult> Run(IDevice device, IReadOnlyList<int> sizes, DType dtype, TextWriter progress, OpenBlasPeer? peer = null)
+    public static IReadOnlyList<GemmBenchResult> Run(IDevice device, IReadOnlyList<int> sizes, DType dtype, TextWriter progress, GemmPeer? peer = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(sizes);
@@ -44,18 +46,19 @@ internal static class GemmBench
         var peakBefore = FmaPeakProbe.Measure();
         progress.WriteLine($"gemm: FMA peak before the GEMMs {peakBefore.Gflops:F1} GFLOP/s (fp32, {peakBefore.VectorBits}-bit FMA, {Environment.ProcessorCount} threads)");
 
-        // The peer is an SGEMM: other dtypes have none.
-        if (dtype != DType.F32)
+        // OpenBLAS is an SGEMM: other dtypes have no peer there.
+        if (peer is not null && !peer.Supports(dtype))
         {
+            progress.WriteLine($"gemm: the peer {peer.Name} has no {dtype.Name()} GEMM; no peer figures");
             peer = null;
         }
         if (peer is not null)
         {
-            progress.WriteLine($"gemm: peer OpenBLAS ({peer.Library}), core {peer.CoreName}, {peer.Threads} threads");
-            if (Avx512F.IsSupported && !Avx512Cores.Any(core => peer.CoreName.Contains(core, StringComparison.OrdinalIgnoreCase)))
+            progress.WriteLine($"gemm: {peer.Description}");
+            if (peer is OpenBlasGemmPeer { Library: var blas } && Avx512F.IsSupported && !Avx512Cores.Any(core => blas.CoreName.Contains(core, StringComparison.OrdinalIgnoreCase)))
             {
                 // Older OpenBLAS builds do not recognise newer AVX-512 processors and fall back to SSE-era kernels.
-                progress.WriteLine($"gemm: OpenBLAS core {peer.CoreName} does not use AVX-512 here; start with OPENBLAS_CORETYPE=Cooperlake (read when the library loads) for its AVX-512 kernels");
+                progress.WriteLine($"gemm: OpenBLAS core {blas.CoreName} does not use AVX-512 here; start with OPENBLAS_CORETYPE=Cooperlake (read when the library loads) for its AVX-512 kernels");
             }
         }
 
@@ -65,12 +68,12 @@ internal static class GemmBench
         {
             float[] hostA = HostValues(size, offset: 0);
             float[] hostB = HostValues(size, offset: (ulong)size * (ulong)size);
-            float[] hostC = new float[size * size];
             using var a = ops.FromArray(hostA, new Shape(size, size), dtype);
             using var b = ops.FromArray(hostB, new Shape(size, size), dtype);
             using var c = ops.Empty(new Shape(size, size), dtype);
             Func<double> timeDevice = () => Time(ops, a, b, c);
-            Func<double>? timePeer = peer is null ? null : () => TimePeer(peer, hostA, hostB, hostC, size);
+            using var peerTimer = peer?.Prepare(hostA, hostB, size, dtype);
+            Func<double>? timePeer = peerTimer is null ? null : peerTimer.Time;
             if (!warmedUp)
             {
                 // Tiered JIT: vectorised code reaches full speed only after about a second of running; the peer's
@@ -121,12 +124,20 @@ internal static class GemmBench
                 double peerMedian = Median(peerSeconds);
                 peerGflops = 2.0 * size * size * size / peerMedian / 1e9;
                 ratioToPeer = gflops / peerGflops.Value;
-                line += $"; OpenBLAS {peerGflops.Value:F1} GFLOP/s ({peerMedian * 1e3:F2} ms), ratio to it {ratioToPeer.Value:F2}";
+                line += $"; {peer!.Name} {peerGflops.Value:F1} GFLOP/s ({peerMedian * 1e3:F2} ms), ratio to it {ratioToPeer.Value:F2}";
             }
             progress.WriteLine(line);
-            results.Add(new GemmBenchResult(
+            var result = new GemmBenchResult(
                 device.Id.Backend, size, size, size, dtype.Name(), gflops, 0, 0, peakBefore.VectorBits,
-                timePeer is null ? null : "openblas", peerGflops, ratioToPeer));
+                timePeer is null ? null : peer!.Name, peerGflops, ratioToPeer);
+            if (device is Backends.Npu.NpuDevice npu)
+            {
+                // Session creation is paid once per kernel graph; every later GEMM of any size hits the cache.
+                var cache = npu.SessionCacheStats;
+                progress.WriteLine($"gemm: {npu.Id} ({npu.Provider}) session cache: {cache.Sessions} session(s), {cache.CreationSeconds * 1e3:F1} ms spent creating them, hit rate {cache.HitRate:P1} ({cache.Hits} hits, {cache.Misses} misses)");
+                result = result with { KernelSessions = cache.Sessions, KernelCacheHitRate = cache.HitRate, KernelCompileMs = cache.CreationSeconds * 1e3 };
+            }
+            results.Add(result);
         }
 
         // The peak is the best the machine showed: a probe is short, so a moment of load elsewhere can pull one
@@ -188,15 +199,5 @@ internal static class GemmBench
         ops.Gemm(a, b, c);
         ops.Device.Synchronize();
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
-
-    private static unsafe double TimePeer(OpenBlasPeer peer, float[] a, float[] b, float[] c, int size)
-    {
-        fixed (float* pa = a, pb = b, pc = c)
-        {
-            long start = Stopwatch.GetTimestamp();
-            peer.Sgemm(pa, pb, pc, size, size, size);
-            return Stopwatch.GetElapsedTime(start).TotalSeconds;
-        }
     }
 }

@@ -10,13 +10,14 @@ internal static class BenchCommand
 {
     /// <summary>
     /// One row of <c>hal bench gemm --json</c>: <c>{backend, m, n, k, dtype, gflops, peakGflops, ratioToPeak,
-    /// peakVectorBits, peer, peerGflops, ratioToPeer}</c>; the peer fields are null without a peer.
+    /// peakVectorBits, peer, peerGflops, ratioToPeer, kernelSessions, kernelCacheHitRate, kernelCompileMs}</c>; the peer
+    /// fields are null without a peer, the kernel-cache fields null for backends without compiled kernel sessions.
     /// </summary>
     internal sealed record GemmJson(
         string Backend, int M, int N, int K, string Dtype, double Gflops, double PeakGflops, double RatioToPeak, int PeakVectorBits,
-        string? Peer, double? PeerGflops, double? RatioToPeer);
+        string? Peer, double? PeerGflops, double? RatioToPeer, int? KernelSessions, double? KernelCacheHitRate, double? KernelCompileMs);
 
-    /// <summary>The values <c>--peer</c> takes.</summary>
+    /// <summary>The values <c>--peer</c> takes besides a registered backend's name.</summary>
     internal static readonly string[] PeerNames = ["none", "openblas"];
 
     private static readonly int[] DefaultSizes = [256, 1024, 2048];
@@ -73,16 +74,18 @@ internal static class BenchCommand
         };
         var peer = new Option<string?>("--peer")
         {
-            Description = "Reference library timed on the same F32 data in the same run: none, openblas (default openblas when libopenblas.so.0 loads, else none).",
-            HelpName = "none|openblas",
+            Description = "What runs the same GEMMs on the same values in the same run: none, openblas, or a registered backend's name " +
+                "(its device 0: cpu, npu, …). Default: openblas for --backend cpu (none when libopenblas.so.0 does not load), cpu otherwise.",
+            HelpName = "none|openblas|BACKEND",
             CustomParser = result =>
             {
                 string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-                if (PeerNames.Contains(text, StringComparer.Ordinal))
+                // Backend names are lower-case words; whether one is registered is known only once plugins load.
+                if (PeerNames.Contains(text, StringComparer.Ordinal) || (text.Length > 0 && text.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '_')))
                 {
                     return text;
                 }
-                result.AddError($"--peer: unknown peer '{text}'; expected one of {string.Join(", ", PeerNames)}");
+                result.AddError($"--peer: unknown peer '{text}'; expected one of {string.Join(", ", PeerNames)} or a registered backend name");
                 return null;
             },
         };
@@ -101,24 +104,17 @@ internal static class BenchCommand
             {
                 throw new BackendUnavailableException(b.Name, probe.Reason ?? "no reason given");
             }
-            string? peerName = parse.GetValue(peer);
-            OpenBlasPeer? openBlas = null;
-            if (peerName != "none")
-            {
-                openBlas = OpenBlasPeer.TryLoad(Environment.ProcessorCount);
-                if (openBlas is null && peerName == "openblas")
-                {
-                    throw new UsageException($"--peer openblas: {OpenBlasPeer.NotFoundReason}");
-                }
-            }
+            using var gemmPeer = OpenPeer(session, b.Name, parse.GetValue(peer));
             using var device = b.Open(0);
             var stdout = parse.InvocationConfiguration.Output;
             var stderr = parse.InvocationConfiguration.Error;
             // Progress goes to stderr so that --json output on stdout stays parseable.
-            var results = GemmBench.Run(device, parse.GetValue(sizes) ?? DefaultSizes, parse.GetValue(dtype) ?? DType.F32, stderr, openBlas);
+            // An absent --sizes reads as an empty array here, not null.
+            int[] sizeList = parse.GetValue(sizes) is { Length: > 0 } given ? given : DefaultSizes;
+            var results = GemmBench.Run(device, sizeList, parse.GetValue(dtype) ?? DType.F32, stderr, gemmPeer);
             var rows = results.Select(r => new GemmJson(
                 r.Backend, r.M, r.N, r.K, r.DType, r.Gflops, r.PeakGflops, r.RatioToPeak, r.PeakVectorBits,
-                r.Peer, r.PeerGflops, r.RatioToPeer)).ToList();
+                r.Peer, r.PeerGflops, r.RatioToPeer, r.KernelSessions, r.KernelCacheHitRate, r.KernelCompileMs)).ToList();
             if (parse.GetValue(json))
             {
                 Output.WriteJson(stdout, rows);
@@ -130,6 +126,41 @@ internal static class BenchCommand
             return 0;
         });
         return gemm;
+    }
+
+    /// <summary>
+    /// The peer named by <c>--peer</c>: none, openblas, or a registered backend's device 0. Without the option,
+    /// openblas for the cpu backend (none when the library does not load) and the cpu backend for any other.
+    /// </summary>
+    /// <exception cref="UsageException">openblas was asked for and does not load, or the name is not a registered backend.</exception>
+    private static GemmPeer? OpenPeer(HalSession session, string backend, string? peerName)
+    {
+        peerName ??= backend == "cpu" ? null : "cpu";
+        switch (peerName)
+        {
+            case "none":
+                return null;
+            case null:
+            case "openblas":
+                var openBlas = OpenBlasPeer.TryLoad(Environment.ProcessorCount);
+                if (openBlas is null && peerName == "openblas")
+                {
+                    throw new UsageException($"--peer openblas: {OpenBlasPeer.NotFoundReason}");
+                }
+                return openBlas is null ? null : new OpenBlasGemmPeer(openBlas);
+            default:
+                if (!session.Runtime.Backends.Any(x => x.Name == peerName))
+                {
+                    throw new UsageException($"--peer: unknown peer '{peerName}'; expected one of {string.Join(", ", PeerNames)} or a registered backend ({string.Join(", ", session.Runtime.Backends.Select(x => x.Name))})");
+                }
+                var peerBackend = session.Runtime.GetBackend(peerName);
+                var probe = peerBackend.Probe();
+                if (!probe.Available)
+                {
+                    throw new BackendUnavailableException(peerBackend.Name, $"--peer {peerName}: {probe.Reason ?? "no reason given"}");
+                }
+                return new DeviceGemmPeer(peerBackend.Open(0));
+        }
     }
 
     /// <summary>Parses <c>256,1024,2048</c> into positive sizes.</summary>

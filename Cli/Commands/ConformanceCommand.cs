@@ -8,9 +8,12 @@ using Spectre.Console;
 namespace Hal.Cli.Commands;
 
 /// <summary>
-/// <c>hal conformance</c>: checks an implementation against the contract, bit for bit. One mode today:
-/// <c>--collectives [--ranks N] [--quick] [--json FILE]</c> runs the collective catalogue on N in-process ranks, or on
-/// one rank per process under mpirun. Only rank 0 prints; the exit code is 0 only when every case passed.
+/// <c>hal conformance</c>: checks an implementation against the contract. Two modes:
+/// kernels (the default, <see cref="ConformanceKernels"/>): <c>[--backend B]... [--all] [--filter GLOB] [--quick]
+/// [--expect FILE] [--junit F] [--json F] [--html F] [--compare B1,B2] [--print-tolerances]</c>;
+/// and <c>--collectives [--ranks N] [--quick] [--json FILE]</c>, which runs the collective catalogue on N in-process
+/// ranks, or on one rank per process under mpirun (only rank 0 prints). The exit code is 0 only when no case failed
+/// unexpectedly, 1 when one did, 2 for a bad flag value.
 /// </summary>
 internal static class ConformanceCommand
 {
@@ -24,23 +27,27 @@ internal static class ConformanceCommand
     {
         var collectives = new Option<bool>("--collectives")
         {
-            Description = "Check the collectives (every collective × dtype × op × size, in and out of place) bit for bit.",
+            Description = "Check the collectives (every collective × dtype × op × size, in and out of place) bit for bit instead of the kernels.",
         };
         var ranks = new Option<int?>("--ranks")
         {
             Description = $"Ranks for --collectives: in process 1–{BenchCollectivesCommand.MaxInProcessRanks} (default the processor count, at least 2); under mpirun the world size.",
             HelpName = "N",
         };
-        var backend = new Option<string>("--backend")
+        var backend = new Option<string[]>("--backend")
         {
-            Description = "Backend whose devices the ranks use (default cpu).",
+            Description = "Backend to check, as a name or name:index (repeatable; default cpu). --collectives takes one.",
             HelpName = "NAME",
-            DefaultValueFactory = _ => "cpu",
+            Arity = ArgumentArity.ZeroOrMore,
+            AllowMultipleArgumentsPerToken = false,
         };
-        var quick = new Option<bool>("--quick") { Description = "Smaller large cases (16 K elements instead of 1 M)." };
+        var quick = new Option<bool>("--quick")
+        {
+            Description = "Kernels: the quick subset (every op × dtype at least once). Collectives: smaller large cases (16 K elements instead of 1 M).",
+        };
         var json = new Option<string?>("--json")
         {
-            Description = "Also write every case result to FILE as a JSON array.",
+            Description = "Also write every case result to FILE as JSON (kernels: the schema in docs/conformance.md; collectives: an array).",
             HelpName = "FILE",
         };
         var timeout = new Option<double?>("--timeout")
@@ -55,19 +62,35 @@ internal static class ConformanceCommand
                 r.AddError("--timeout: must be a positive number of seconds");
             }
         });
-        var command = new Command("conformance", "Check an implementation against the contract bit for bit (mode: --collectives).")
+        var kernels = new KernelOptions();
+        var command = new Command("conformance",
+            "Check a backend against the contract: its kernels against the fp64 oracle (the default), or the collectives bit for bit (--collectives).")
         {
             collectives, ranks, backend, quick, json, timeout,
+            kernels.All, kernels.Filter, kernels.Expect, kernels.JUnit, kernels.Html, kernels.Compare, kernels.PrintTolerances,
         };
         command.SetAction(parse =>
         {
+            string[] backends = parse.GetValue(backend) ?? [];
             if (!parse.GetValue(collectives))
             {
-                throw new UsageException("choose what to check: --collectives (the collective catalogue)");
+                if (parse.GetValue(ranks) is not null || parse.GetValue(timeout) is not null)
+                {
+                    throw new UsageException($"{(parse.GetValue(ranks) is not null ? "--ranks" : "--timeout")} applies to --collectives; the kernel checks run on one device per backend");
+                }
+                return ConformanceKernels.Run(parse, globals, kernels, backends, parse.GetValue(quick), parse.GetValue(json));
+            }
+            if (kernels.FirstGiven(parse) is { } kernelOnly)
+            {
+                throw new UsageException($"{kernelOnly} checks kernels; it does not apply to --collectives");
+            }
+            if (backends.Length > 1)
+            {
+                throw new UsageException("--collectives: give one --backend (the ranks' devices)");
             }
             var options = new CollectiveConformanceOptions { Quick = parse.GetValue(quick) };
             var waitLimit = TimeSpan.FromSeconds(parse.GetValue(timeout) ?? DefaultTimeoutSeconds);
-            string backendName = parse.GetValue(backend) ?? "cpu";
+            string backendName = backends.Length == 1 ? backends[0] : "cpu";
             using var session = globals.OpenSession(parse);
             var (results, printingRank) = MpiCommunicator.IsUnderMpirun
                 ? RunMpi(session, backendName, parse.GetValue(ranks), options, waitLimit)

@@ -43,7 +43,8 @@ internal static class DevicesCommand
             .Select(p => new BackendJson(
                 p.Backend,
                 p.Available,
-                p.Available ? null : p.Reason ?? "no reason given",
+                // An available backend may still say something (the npu backend: which providers cannot run, and why).
+                p.Available ? p.Reason : p.Reason ?? "no reason given",
                 p.Devices.Select(d => new DeviceJson(d.Id.ToString(), d.Name, d.MemoryBytes, d.DTypes.Select(t => t.Name()).ToList())).ToList()))
             .ToList();
 
@@ -52,7 +53,9 @@ internal static class DevicesCommand
         var table = new Table().AddColumns("backend", "status", "device", "name", "memory", "dtypes");
         foreach (var b in backends)
         {
-            string status = b.Available ? "[green]available[/]" : $"[yellow]unavailable[/]: {Markup.Escape(b.Reason ?? "")}";
+            string status = b.Available
+                ? "[green]available[/]" + (b.Reason is null ? "" : $": {Markup.Escape(b.Reason)}")
+                : $"[yellow]unavailable[/]: {Markup.Escape(b.Reason ?? "")}";
             if (b.Devices.Count == 0)
             {
                 table.AddRow(Markup.Escape(b.Backend), status, "-", "-", "-", "-");

@@ -114,6 +114,7 @@ public static class ToleranceTable
         new("gemm", RuleKind.Bound, 0, 0, 1, 1, 2, "Higham §3.1: a dot product of length K has |error| ≤ γ(K)·Σ|a||b|; +2 roundings for alpha and the beta·c / bias additions (scale = |α|Σ|a||b| + |β||c| + |bias|). " + Storage16),
         new("index_add", RuleKind.Bound, 0, 0, 1, 1, 0, "repeated indices add in an unspecified order: the sum bound γ(count+1)·Σ|terms| per element (n = the most repeats of one index + 1). " + Storage16),
         new("scatter_add", RuleKind.Bound, 0, 0, 1, 1, 0, "as index_add"),
+        new("embedding", RuleKind.Bitwise, 0, 0, 0, 0, 0, "a gather of table rows: the bits move unchanged"),
         new("embedding_backward", RuleKind.Bound, 0, 0, 1, 1, 0, "as index_add: rows of dy summed per id"),
 
         // ---- tier 2 (forward) -----------------------------------------------------------------------------------
@@ -122,9 +123,9 @@ public static class ToleranceTable
         new("log_softmax", RuleKind.Bound, 1, 1, 1, 1, 4,
             "y = x − m − log Σ: absolute error γ(n + 4)·(|x| + |m| + |log Σ| + 1) from the sum (γ(n) relative → absolute in log) and 3 subtractions/log rounding"),
         new("layer_norm", RuleKind.Bound, 2, 2, 1, 2, 8,
-            "mean and variance are sums of n terms (γ(n) each, the variance's terms squared: 2n); rstd adds rsqrt's 2 ULP; y = (x − μ)·rstd·w + b adds 3 roundings: scale = (|x − μ| + mean|x|)·rstd·|w| + |b|, γ(2n + 8)"),
+            "mean and variance are sums of n terms (γ(n) each, the variance's terms squared: 2n); rstd adds rsqrt's 2 ULP; y = (x − μ)·rstd·w + b adds 3 roundings: scale = (|x − μ| + mean|x|)·rstd·|w| + |b|, γ(2n + 8). The F32 statistics: mean with scale mean|x|; rstd with scale rstd·(1 + mean|x|·rstd) (the variance's relative error γ(2n), plus the mean's error doubled through 2(x − μ) and divided by the variance, halved by the square root)"),
         new("rms_norm", RuleKind.Bound, 3, 3, 1, 1, 4,
-            "mean of squares: γ(n); rsqrt 2 ULP; two multiplies: scale = |x|·rstd·|w|, γ(n + 4)"),
+            "mean of squares: γ(n); rsqrt 2 ULP; two multiplies: scale = |x|·rstd·|w|, γ(n + 4); the F32 rstd with scale rstd"),
         new("cross_entropy", RuleKind.Bound, 2, 2, 1, 1, 4,
             "lse = m + log Σ exp(x − m): γ(n + 4)·(|m| + |log Σ| + 1) absolute; loss = lse − x_t adds |x_t|"),
         new("rotary", RuleKind.Bound, 0.5, 0.5, 1, 0, 2, "y = x·c − x'·s: two products and a difference: γ(2)·(|x·c| + |x'·s|), + the output's rounding. " + Storage16),
@@ -140,15 +141,15 @@ public static class ToleranceTable
         // count the roundings along the longest chain in γ.
         new("softmax_backward", RuleKind.Bound, 1, 1, 1, 1, 3, "dx = y(dy − Σdy·y): scale = |y|(|dy| + Σ|dy·y|), γ(n + 3)"),
         new("log_softmax_backward", RuleKind.Bound, 1, 1, 1, 1, 6, "dx = dy − exp(y)Σdy: scale = |dy| + exp(y)(1 + |y|)Σ|dy|, γ(n + 6) (exp's 3 ULP inside)"),
-        new("layer_norm_backward", RuleKind.Bound, 2, 2, 1, 3, 12, "running error bound of dx = rstd·(w·dy − mean(w·dy) − x̂·mean(w·dy·x̂)) and of dweight/dbias (sums over rows): scale from the formula on absolute values, γ(3n + 12), n the longest sum"),
-        new("rms_norm_backward", RuleKind.Bound, 2, 2, 1, 2, 10, "running error bound of dx = rstd·(w·dy − x̂·mean(w·dy·x̂)) and of dweight: γ(2n + 10), n the longest sum"),
-        new("cross_entropy_backward", RuleKind.Bound, 4, 6, 1, 1, 6, "dlogits = (exp(x − lse) − onehot)·dl: exp 3 ULP, lse's absolute error moves p relatively: scale = |dl|·(p·(1 + |x − lse|) + onehot), γ(n + 6)"),
+        new("layer_norm_backward", RuleKind.Bound, 2, 2, 1, 3, 12, "running error bound of dx = rstd·(w·dy − mean(w·dy) − x̂·mean(w·dy·x̂)) and of dweight/dbias (sums over rows): scale from the formula on absolute values with |x̂| widened to (|x − μ| + mean|x|)·rstd, γ(3n + 12), n = max(rows, C). F64 kernels read the contract's F32 mean and rstd: their rounding (2⁻²⁴ relative; rstd enters dx up to cubed) adds 4·2⁻²⁴·scale to dx and 2·2⁻²⁴·scale to dweight, F32-level accuracy"),
+        new("rms_norm_backward", RuleKind.Bound, 2, 2, 1, 2, 10, "running error bound of dx = rstd·(w·dy − x̂·mean(w·dy·x̂)) and of dweight: γ(2n + 10), n = max(rows, C); F64 kernels read the F32 rstd: + 3·2⁻²⁴·scale (dx), 2⁻²⁴·scale (dweight)"),
+        new("cross_entropy_backward", RuleKind.Bound, 4, 6, 1, 1, 6, "dlogits = (exp(x − lse) − onehot)·dl: exp 3 ULP, lse's absolute error (its F32 storage: u·|lse|) moves p relatively: scale = |dl|·(p·(1 + |x − lse| + |lse|) + onehot), γ(n + 6); F64 kernels read the F32 lse: + 2⁻²⁴·|dl|·p·(1 + |lse|)"),
         new("rotary_backward", RuleKind.Bound, 0.5, 0.5, 1, 0, 2, "as rotary"),
-        new("attention_backward", RuleKind.Bound, 2, 2, 1, 3, 16, "running error bound of the attention gradients (dp = dO·v, ds = p(dp − Σ dO·O), dq = ds·k, dk = dsᵀ·q, dv = pᵀ·dO): scale from the formulas on absolute values, γ(3(D + Tk) + 16)"),
+        new("attention_backward", RuleKind.Bound, 2, 2, 1, 3, 16, "running error bound of the attention gradients (dp = dO·v, ds = p(dp − Σ dO·O), dq = ds·k, dk = dsᵀ·q, dv = pᵀ·dO): scale from the formulas on absolute values with p_j widened by its exponent's error (1 + |scale|Σ|q||k_j| + |lse|), γ(3n + 16) with n = D + Tk + Tq·H/Hkv (dk and dv sum over the queries of a group). Saved inputs below the compute precision add their rounding: a 16-bit output O (rowsum(dO ⊙ O) off by ε₁₆·Σ|dO||O|) and, for F64 kernels, the F32 lse (2⁻²⁴·|lse| in p's exponent)"),
         new("activation_backward", RuleKind.Bound, 16, 18, 1, 0, 12, "dx = dy·f'(x): f' is built from exp/tanh/erf (≤ 16 ULP each, OpenCL) and a few products: scale = |dy|·(magnitude of f'(x)'s terms), γ(12)"),
-        new("adamw", RuleKind.Bound, 2, 2, 1, 0, 16, "one update: m and v are two products and a sum (2 ULP); p −= lr·(m̂/(√v̂ + eps) + wd·p) chains ~10 roundings and a square root: scale = |p| + lr·(|m̂|/(√v̂ + eps) + wd|p|), γ(16)"),
-        new("lamb", RuleKind.Bound, 2, 2, 1, 2, 20, "the AdamW update, then ‖p‖ and ‖u‖ (sums of n squares: γ(2n)) scale it: scale = |p| + lr·ratio·|u|, γ(2n + 20)"),
-        new("lars", RuleKind.Bound, 2, 2, 1, 2, 16, "‖p‖, ‖g‖ (γ(2n)) set the local rate; buf and p update in 4 roundings: scale = |p| + lr·|buf| + lr·local·(|g| + wd|p|), γ(2n + 16)"),
+        new("adamw", RuleKind.Bound, 2, 2, 1, 0, 16, "one update: m and v are two products and a sum (2 ULP; scales β1|m| + (1 − β1)|g| and β2·v + (1 − β2)g²); p −= lr·(m̂/(√v̂ + eps) + wd·p) chains ~10 roundings and a square root: scale = |p| + lr·(|m̂|/(√v̂ + eps) + wd|p|), γ(16). Each step is judged from the state the device holds before it, so errors do not compound"),
+        new("lamb", RuleKind.Bound, 2, 2, 1, 2, 20, "the AdamW update, then ‖p‖ and ‖u‖ (sums of n squares: γ(2n)) scale it: scale = |p| + lr·ratio·|u|a·(1 + ‖|u|a‖/‖u‖), with |u|a the update on absolute values (‖u‖ inherits each u_i's error, relative ‖|u|a‖/‖u‖), γ(2n + 20)"),
+        new("lars", RuleKind.Bound, 2, 2, 1, 2, 16, "‖p‖, ‖g‖ (γ(2n)) set the local rate; buf and p update in 4 roundings: buf scale = momentum·|buf| + 2·local·(|g| + wd|p|) (the local rate's relative error and the product's own), p scale = |p| + lr·(buf scale), γ(2n + 16)"),
     ];
 
     /// <summary>The rule for <paramref name="op"/> (first matching row).</summary>

@@ -43,6 +43,41 @@ public sealed class CompositeEdgeCaseTests : CompositeTestBase
     }
 
     [Fact]
+    public void CrossEntropyIgnoredRowsLoseNothingEvenWithNonFiniteLogitsAndAllNegativeInfinityRowsHaveLseNegativeInfinity()
+    {
+        // Row 0 is ignored and holds a NaN logit: its loss is still exactly 0 (its lse NaN). Row 1 is ignored and holds
+        // +Inf: loss 0. Row 2 has only −Inf logits: lse = log 0 = −Inf. Row 3 is ordinary: log 2 − 0 with logits {0, 0}.
+        double ninf = double.NegativeInfinity;
+        foreach (var dtype in new[] { DType.F32, DType.F64 })
+        {
+            using var logits = Upload([double.NaN, 1, double.PositiveInfinity, 1, ninf, ninf, 0, 0], dtype, 4, 2);
+            using var targets = UploadIndices([-1, -100, 0, 1], DType.I32, 4);
+            using var losses = Ops.Empty(new Shape(4), DType.F32);
+            using var lse = Ops.Empty(new Shape(4), DType.F32);
+            Ops.CrossEntropy(logits, targets, losses, lse);
+            var l = Download(losses);
+            var e = Download(lse);
+            Assert.Equal(0.0, l[0]);
+            Assert.Equal(0.0, l[1]);
+            Assert.Equal(ninf, e[2]);
+            Assert.True(double.IsNaN(e[0]), $"{dtype}: lse of a row with NaN gave {e[0]}");
+            Assert.Equal(Math.Log(2), e[3], 6);
+            Assert.Equal(Math.Log(2), l[3], 6);
+
+            // Backward: the ignored rows' gradients are exactly 0 (NaN and +Inf logits included); row 3 is
+            // softmax − onehot = (½, −½).
+            using var dl = Upload([1, 1, 1, 1], DType.F32, 4);
+            using var dx = Ops.Empty(new Shape(4, 2), dtype);
+            Ops.CrossEntropyBackward(logits, targets, lse, dl, dx);
+            var d = Download(dx);
+            Assert.Equal([0.0, 0, 0, 0], d[..4]);
+            // lse is stored in F32, so p = exp(x − lse) is off by ~2⁻²⁴·log 2 even for F64 logits: 1e-6 covers it.
+            Assert.Equal(0.5, d[6], 1e-6);
+            Assert.Equal(-0.5, d[7], 1e-6);
+        }
+    }
+
+    [Fact]
     public void ActivationBackwardHandlesInfinitiesAndNaN()
     {
         // Derivatives at +Inf and −Inf: Relu, Silu and the GELUs 1 and 0; Tanh and Sigmoid 0 and 0; NaN stays NaN.

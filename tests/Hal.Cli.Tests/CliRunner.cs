@@ -21,6 +21,9 @@ internal static class CliRunner
     /// <summary>The test plugin that claims contract 2.0.</summary>
     public static string FuturePluginPath => Metadata("FuturePluginPath");
 
+    /// <summary>The sample vendor backend (samples/VendorBackend), in its own build folder.</summary>
+    public static string VendorPluginPath => Metadata("VendorPluginPath");
+
     /// <summary>The repository root (for scripts/).</summary>
     public static string RepositoryRoot => Metadata("RepositoryRoot");
 

@@ -3,20 +3,9 @@ using Hal.Conformance.Kernels;
 
 namespace Hal.Conformance.Tests;
 
-/// <summary>The runner's judgement: value cases, error cases, unsupported dtypes and expectations.</summary>
+/// <summary>The catalogue's shape and the runner's judgement of planted faults (the whole catalogue on the CPU runs in <see cref="CpuKernelConformanceTests"/>).</summary>
 public sealed class RunnerTests
 {
-    [Fact]
-    public void CpuPassesTheCatalogue()
-    {
-        using var device = new CpuBackend().Open(0);
-        var results = KernelConformance.Run(device);
-        var failed = results.Where(r => r.IsUnexpectedFailure).Select(r => r.Message).ToList();
-        Assert.True(failed.Count == 0, string.Join("\n", failed.Take(20)));
-        Assert.Contains(results, r => r.Status == CaseStatus.Passed && r.Case.IsErrorCase);
-        Assert.Contains(results, r => r.Status == CaseStatus.Passed && !r.Case.IsErrorCase && r.Verdicts.Count > 0);
-    }
-
     [Fact]
     public void CatalogueIdsAreUniqueAndEveryTierOneOpDTypeHasAQuickCase()
     {
