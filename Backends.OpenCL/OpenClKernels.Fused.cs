@@ -160,8 +160,11 @@ internal sealed partial class OpenClKernels
     public void AdamW(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWConfig config, long step)
     {
         double c1 = 1 - Math.Pow(config.Beta1, step), c2 = 1 - Math.Pow(config.Beta2, step);
+        // The kernel's OPT type is F64 where the device has fp64, else F32.
+        bool f64 = _device.Info.HasFp64;
+        KArg H(double x) => f64 ? KArg.F64(x) : KArg.F32((float)x);
         Launch1D(ElementwiseFile, Options(param.DType), "adamw", param.ElementCount, Mem(param), Off(param), Mem(grad), Off(grad),
-            Mem(m), Off(m), Mem(v), Off(v), KArg.I64(param.ElementCount), KArg.F32((float)config.LearningRate), KArg.F32((float)config.Beta1),
-            KArg.F32((float)config.Beta2), KArg.F32((float)config.Epsilon), KArg.F32((float)config.WeightDecay), KArg.F32((float)c1), KArg.F32((float)c2));
+            Mem(m), Off(m), Mem(v), Off(v), KArg.I64(param.ElementCount), H(config.LearningRate), H(config.Beta1), H(config.Beta2),
+            H(config.Epsilon), H(config.WeightDecay), H(c1), H(c2), H(1 - config.Beta1), H(1 - config.Beta2));
     }
 }

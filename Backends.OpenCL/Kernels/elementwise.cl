@@ -13,6 +13,15 @@ inline ACC hal_sigmoid(ACC x)
     return e / ((ACC)1 + e);
 }
 
+// tanh that returns exactly ±1 where the correctly rounded result is ±1 (|x| > 9.1 in F32, 19.1 in F64): some
+// implementations stop one ULP short, which turns 1 - tanh² into a spurious non-zero.
+#ifdef DT_F64
+#define TANH_SATURATION 19.1
+#else
+#define TANH_SATURATION 9.1f
+#endif
+inline ACC hal_tanh(ACC x) { return fabs(x) > (ACC)TANH_SATURATION ? copysign((ACC)1, x) : tanh(x); }
+
 inline ACC hal_unary(int op, ACC x)
 {
     const ACC hf = (ACC)0.5;
@@ -23,7 +32,7 @@ inline ACC hal_unary(int op, ACC x)
     case 3: return log(x);
     case 4: return sqrt(x);
     case 5: return rsqrt(x);
-    case 6: return tanh(x);
+    case 6: return hal_tanh(x);
     case 7: return hal_sigmoid(x);
     case 8: return isnan(x) ? x : (x > 0 ? x : (ACC)0);
     // Phi(x) through erfc: 1 + erf(x/sqrt2) would cancel for negative x; -Inf gives -0 rather than NaN.
@@ -122,8 +131,9 @@ inline ACC hal_derivative(int op, ACC x)
 {
     const ACC one = (ACC)1, hf = (ACC)0.5;
     switch (op) {
-    case 8: return x > 0 ? one : (ACC)0;
-    case 6: { ACC t = tanh(x); return one - t * t; }
+    // relu'(NaN) is NaN, so that dx = dy · NaN propagates.
+    case 8: return isnan(x) ? x : (x > 0 ? one : (ACC)0);
+    case 6: { ACC t = hal_tanh(x); return one - t * t; }
     case 7: { ACC s = hal_sigmoid(x); return s * (one - s); }
     case 11: {
         // Where s saturates to 0 or 1 the x(1 - s) term is 0 (so that Inf * 0 cannot make a NaN).
@@ -133,7 +143,7 @@ inline ACC hal_derivative(int op, ACC x)
     case 10: {
         const ACC k = (ACC)0.79788456080286535588, c = (ACC)0.044715;
         ACC x2 = x * x;
-        ACC t = tanh(k * (x + c * x2 * x));
+        ACC t = hal_tanh(k * (x + c * x2 * x));
         ACC sech2 = one - t * t;
         ACC tail = sech2 == 0 ? (ACC)0 : hf * x * sech2 * k * (one + (ACC)3 * c * x2);
         return hf * (one + t) + tail;
@@ -154,24 +164,29 @@ __kernel void activation_backward(int op, __global const T* x, long xo, __global
     }
 }
 
-// AdamW in place; m and v are F32 states, param and grad of the program's dtype.
-// c1 = 1 - beta1^step, c2 = 1 - beta2^step (bias corrections, computed on the host in double).
+// AdamW in place; m and v are F32 states, param and grad of the program's dtype. The update is computed in OPT
+// (F64 where the device has fp64, as the CPU backend does, else F32) and rounded once. c1 = 1 - beta1^step,
+// c2 = 1 - beta2^step and ob1 = 1 - beta1, ob2 = 1 - beta2 come from the host in double (1 - 0.999f would be
+// 4.7e-5 off in F32).
+#ifdef HAS_FP64
+typedef double OPT;
+#else
+typedef float OPT;
+#endif
 __kernel void adamw(__global T* p, long po, __global const T* g, long go, __global float* m, long mo, __global float* v, long vo, long n,
-                    float lr, float beta1, float beta2, float eps, float wd, float c1, float c2)
+                    OPT lr, OPT beta1, OPT beta2, OPT eps, OPT wd, OPT c1, OPT c2, OPT ob1, OPT ob2)
 {
     long i = get_global_id(0);
     if (i >= n) {
         return;
     }
-    float gi = (float)LD(g, go + i);
-    float mi = beta1 * m[mo + i] + (1.0f - beta1) * gi;
-    float vi = beta2 * v[vo + i] + (1.0f - beta2) * gi * gi;
-    m[mo + i] = mi;
-    v[vo + i] = vi;
-    float pi = (float)LD(p, po + i);
-    float mhat = mi / c1;
-    float vhat = vi / c2;
-    pi -= lr * (mhat / (sqrt(vhat) + eps) + wd * pi);
+    OPT gi = (OPT)LD(g, go + i);
+    OPT mi = beta1 * (OPT)m[mo + i] + ob1 * gi;
+    OPT vi = beta2 * (OPT)v[vo + i] + ob2 * gi * gi;
+    OPT pi = (OPT)LD(p, po + i);
+    pi -= lr * ((mi / c1) / (sqrt(vi / c2) + eps) + wd * pi);
+    m[mo + i] = (float)mi;
+    v[vo + i] = (float)vi;
     ST(p, po + i, (ACC)pi);
 }
 #endif
