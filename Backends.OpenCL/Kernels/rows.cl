@@ -234,7 +234,8 @@ __kernel void cross_entropy(__global const T* x, long xo, __global const IDX* t,
     }
     s = wg_sum(s, scratch);
     if (l == 0) {
-        ACC z = m + log(s);
+        // An all -Inf row has log-sum-exp -Inf (exp(x - m) with m = -Inf is NaN, so s cannot be used).
+        ACC z = isinf(m) && m < 0 ? m : m + log(s);
         long target = (long)t[to + row];
         lse[so + row] = (float)z;
         loss[lo + row] = target < 0 ? 0.0f : (float)(z - LD(x, xo + base + target));
