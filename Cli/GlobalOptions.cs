@@ -2,6 +2,7 @@ using System.CommandLine;
 using Hal.Backends.Cpu;
 using Hal.Backends.Cuda;
 using Hal.Backends.Npu;
+using Hal.Backends.OpenCL;
 using Hal.Registration;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -88,6 +89,7 @@ internal static class BuiltInBackends
 {
     public static HalBuilder AddBuiltInBackends(this HalBuilder builder, BackendSettings settings) =>
         builder.AddCpuBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes)
+            .AddOpenClBackend(o => o.DeviceMemoryBytes = settings.DeviceMemoryBytes)
             .AddNpuBackend(o =>
             {
                 o.DeviceMemoryBytes = settings.DeviceMemoryBytes;

@@ -37,6 +37,9 @@ public class PluginTests
         Assert.Equal("cpu", names[0]);
         Assert.Equal("testvendor", names[^1]);
         Assert.Single(names, "testvendor");
+        Assert.Contains("opencl", names);
+        Assert.Contains("npu", names);
+        Assert.Contains("cuda", names);
         var vendor = backends[^1];
         Assert.False(vendor.GetProperty("available").GetBoolean());
         Assert.Equal(TestVendorReason, vendor.GetProperty("reason").GetString());
