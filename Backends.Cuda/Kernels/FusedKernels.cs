@@ -19,7 +19,18 @@ internal static class FusedKernels
         double v = DeviceMath.Load(x, i);
         double g = DeviceMath.Load(dy, i);
         double d;
-        if (op == (int)UnaryOp.Relu)
+        if (double.IsNaN(v))
+        {
+            // NaN in, NaN out, for every activation (Relu included: its derivative at NaN is not 0).
+            d = v;
+        }
+        else if (double.IsInfinity(v) && op != (int)UnaryOp.Tanh && op != (int)UnaryOp.Sigmoid)
+        {
+            // Relu, GELU and SiLU tend to x at +Inf and to 0 at −Inf, so their slopes are 1 and 0 there; the
+            // formulas below would form Inf·0.
+            d = v > 0 ? 1 : 0;
+        }
+        else if (op == (int)UnaryOp.Relu)
         {
             d = v > 0 ? 1 : 0;
         }
@@ -41,7 +52,9 @@ internal static class FusedKernels
         {
             double u = SqrtTwoOverPi * (v + (0.044715 * v * v * v));
             double t = Math.Tanh(u);
-            d = (0.5 * (1 + t)) + (0.5 * v * (1 - (t * t)) * SqrtTwoOverPi * (1 + (3 * 0.044715 * v * v)));
+            // Once tanh saturates, sech² = 1 − t² is exactly 0 and the second term is 0 (not 0·Inf for huge |x|).
+            double sech2 = 1 - (t * t);
+            d = (0.5 * (1 + t)) + (sech2 == 0 ? 0 : 0.5 * v * sech2 * SqrtTwoOverPi * (1 + (3 * 0.044715 * v * v)));
         }
         else
         {
