@@ -131,6 +131,23 @@ public sealed class PlantedFaultTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void DroppedTailIsCaughtInALongF32ReductionOfPositiveValues()
+    {
+        // At n = 4099 the F32 sum bound γ(n)·Σ|x| can hide three dropped normal values (their signs cancel);
+        // with positive values the three missing terms exceed it, so the long reductions run on those too.
+        using var device = new CpuBackend().Open(0);
+        var options = new KernelConformanceOptions
+        {
+            Filter = c => c.Id == "reduce.sum/f32/[4099]/axis0-positive",
+            KernelDecorator = k => PlantedFaults.Wrap(PlantedFault.SumDropsTail, k),
+        };
+        var results = KernelConformance.Run(device, options);
+        var result = Assert.Single(results);
+        Assert.Equal(CaseStatus.Failed, result.Status);
+        Assert.True(result.Worst!.NormalisedError > 1, result.Message);
+    }
+
+    [Fact]
     public void SumWithoutTailIgnoresTheLastLengthMod8Elements()
     {
         // Rows of lengths 7, 8, 9 and 17 of ones, summed along the row: 0, 8, 8 and 16 (the correct sums are the lengths).
