@@ -5,13 +5,13 @@ namespace Hal.Backends.Cpu;
 /// <summary>The host processor as a Hal device. Synchronous: work is done when a call returns.</summary>
 public sealed class CpuDevice : DeviceBase
 {
-    private readonly CpuAllocator _allocator;
+    private readonly HostAllocator _allocator;
     private readonly CpuKernels _kernels;
 
     internal CpuDevice(DeviceId id, CpuBackendOptions options)
         : base(id, new DeviceCapabilities(DescribeProcessor(), MachineMemoryBytes(), MachineMemoryBytes(), CpuBackend.SupportedDTypes, IsAsync: false))
     {
-        _allocator = new CpuAllocator(this, MachineMemoryBytes(), options.DeviceMemoryBytes);
+        _allocator = new HostAllocator(this, MachineMemoryBytes(), options.DeviceMemoryBytes);
         _kernels = new CpuKernels(options.Threads ?? Environment.ProcessorCount, options.GemmMaxVectorBits);
     }
 
@@ -35,13 +35,13 @@ public sealed class CpuDevice : DeviceBase
     public static long MachineMemoryBytes() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
     protected override unsafe void CopyFromHostCore(ReadOnlySpan<byte> src, DeviceBuffer dst, long dstOffsetBytes) =>
-        src.CopyTo(new Span<byte>((byte*)((CpuBuffer)dst).Pointer + dstOffsetBytes, src.Length));
+        src.CopyTo(new Span<byte>((byte*)((HostBuffer)dst).Pointer + dstOffsetBytes, src.Length));
 
     protected override unsafe void CopyToHostCore(DeviceBuffer src, long srcOffsetBytes, Span<byte> dst) =>
-        new ReadOnlySpan<byte>((byte*)((CpuBuffer)src).Pointer + srcOffsetBytes, dst.Length).CopyTo(dst);
+        new ReadOnlySpan<byte>((byte*)((HostBuffer)src).Pointer + srcOffsetBytes, dst.Length).CopyTo(dst);
 
     protected override unsafe void CopyDeviceToDeviceCore(DeviceBuffer src, long srcOffsetBytes, DeviceBuffer dst, long dstOffsetBytes, long sizeInBytes) =>
-        System.Buffer.MemoryCopy((byte*)((CpuBuffer)src).Pointer + srcOffsetBytes, (byte*)((CpuBuffer)dst).Pointer + dstOffsetBytes, sizeInBytes, sizeInBytes);
+        System.Buffer.MemoryCopy((byte*)((HostBuffer)src).Pointer + srcOffsetBytes, (byte*)((HostBuffer)dst).Pointer + dstOffsetBytes, sizeInBytes, sizeInBytes);
 
     protected override void SynchronizeCore()
     {

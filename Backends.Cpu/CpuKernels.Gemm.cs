@@ -60,7 +60,7 @@ internal sealed partial class CpuKernels
         }
     }
 
-    private static unsafe byte* ElementPointer(Tensor t) => (byte*)((CpuBuffer)t.Buffer).Pointer + t.OffsetBytes;
+    private static unsafe byte* ElementPointer(Tensor t) => (byte*)((HostBuffer)t.Buffer).Pointer + t.OffsetBytes;
 
     /// <summary>Runs every matrix of the batch: matrices in parallel when each is small, else one after another with a parallel engine.</summary>
     private unsafe void RunBatches<T, TKernel, TLoad>(GemmShape s, byte* a, byte* b, T* c, T alpha, T beta, T* bias, GemmBlocking blocking)

@@ -18,7 +18,7 @@ internal sealed unsafe partial class CpuKernels : IKernels, IFusedKernels
     internal int Threads { get; }
 
     /// <summary>Address of a tensor's first element.</summary>
-    internal static byte* Ptr(Tensor t) => (byte*)((CpuBuffer)t.Buffer).Pointer + t.OffsetBytes;
+    internal static byte* Ptr(Tensor t) => (byte*)((HostBuffer)t.Buffer).Pointer + t.OffsetBytes;
 
     /// <summary>[outer, axis, inner] view of a shape around <paramref name="axis"/>.</summary>
     private static (long Outer, long Axis, long Inner) Split(Shape shape, int axis) =>

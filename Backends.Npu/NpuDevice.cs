@@ -9,14 +9,14 @@ namespace Hal.Backends.Npu;
 /// </summary>
 public sealed class NpuDevice : DeviceBase
 {
-    private readonly NpuAllocator _allocator;
+    private readonly HostAllocator _allocator;
     private readonly NpuKernels _kernels;
 
     internal NpuDevice(DeviceId id, ProviderStatus provider, NpuBackendOptions options)
         : base(id, new DeviceCapabilities(Describe(provider), MemoryBytes(), MemoryBytes(), SupportedDTypes(provider.Name), IsAsync: false))
     {
         Provider = provider.Name;
-        _allocator = new NpuAllocator(this, MemoryBytes(), options.DeviceMemoryBytes);
+        _allocator = new HostAllocator(this, MemoryBytes(), options.DeviceMemoryBytes);
         _kernels = new NpuKernels(this, provider.Name);
     }
 
@@ -44,13 +44,13 @@ public sealed class NpuDevice : DeviceBase
     internal static long MemoryBytes() => CpuDevice.MachineMemoryBytes();
 
     protected override unsafe void CopyFromHostCore(ReadOnlySpan<byte> src, DeviceBuffer dst, long dstOffsetBytes) =>
-        src.CopyTo(new Span<byte>((byte*)((NpuBuffer)dst).Pointer + dstOffsetBytes, src.Length));
+        src.CopyTo(new Span<byte>((byte*)((HostBuffer)dst).Pointer + dstOffsetBytes, src.Length));
 
     protected override unsafe void CopyToHostCore(DeviceBuffer src, long srcOffsetBytes, Span<byte> dst) =>
-        new ReadOnlySpan<byte>((byte*)((NpuBuffer)src).Pointer + srcOffsetBytes, dst.Length).CopyTo(dst);
+        new ReadOnlySpan<byte>((byte*)((HostBuffer)src).Pointer + srcOffsetBytes, dst.Length).CopyTo(dst);
 
     protected override unsafe void CopyDeviceToDeviceCore(DeviceBuffer src, long srcOffsetBytes, DeviceBuffer dst, long dstOffsetBytes, long sizeInBytes) =>
-        System.Buffer.MemoryCopy((byte*)((NpuBuffer)src).Pointer + srcOffsetBytes, (byte*)((NpuBuffer)dst).Pointer + dstOffsetBytes, sizeInBytes, sizeInBytes);
+        System.Buffer.MemoryCopy((byte*)((HostBuffer)src).Pointer + srcOffsetBytes, (byte*)((HostBuffer)dst).Pointer + dstOffsetBytes, sizeInBytes, sizeInBytes);
 
     protected override void SynchronizeCore()
     {

@@ -49,7 +49,7 @@ internal sealed class NpuHostFallback : IDisposable
         var copy = new Tensor(_cpu.Allocator.Allocate(t.SizeInBytes), 0, t.Shape, t.DType, ownsBuffer: true);
         if (t.SizeInBytes > 0)
         {
-            var src = new ReadOnlySpan<byte>((byte*)((NpuBuffer)t.Buffer).Pointer + t.OffsetBytes, checked((int)t.SizeInBytes));
+            var src = new ReadOnlySpan<byte>((byte*)((HostBuffer)t.Buffer).Pointer + t.OffsetBytes, checked((int)t.SizeInBytes));
             _cpu.CopyFromHost(src, copy.Buffer, 0);
         }
         return copy;
@@ -59,7 +59,7 @@ internal sealed class NpuHostFallback : IDisposable
     {
         if (dst.SizeInBytes > 0)
         {
-            var span = new Span<byte>((byte*)((NpuBuffer)dst.Buffer).Pointer + dst.OffsetBytes, checked((int)dst.SizeInBytes));
+            var span = new Span<byte>((byte*)((HostBuffer)dst.Buffer).Pointer + dst.OffsetBytes, checked((int)dst.SizeInBytes));
             cpu.Device.CopyToHost(cpu.Buffer, 0, span);
         }
     }

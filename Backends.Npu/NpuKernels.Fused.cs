@@ -257,7 +257,7 @@ internal sealed unsafe partial class NpuKernels
     /// <summary>Targets must be below V; negative ones are ignored.</summary>
     private static void CheckTargets(Tensor targets, long v)
     {
-        byte* p = (byte*)((NpuBuffer)targets.Buffer).Pointer + targets.OffsetBytes;
+        byte* p = (byte*)((HostBuffer)targets.Buffer).Pointer + targets.OffsetBytes;
         for (long i = 0; i < targets.ElementCount; i++)
         {
             long k = targets.DType == DType.I32 ? ((int*)p)[i] : ((long*)p)[i];

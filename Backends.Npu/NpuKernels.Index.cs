@@ -106,7 +106,7 @@ internal sealed unsafe partial class NpuKernels
     /// <summary>Raises <see cref="ArgumentOutOfRangeException"/> for the first index outside [0, n).</summary>
     private static void CheckIndices(string op, Tensor index, long n, int axis)
     {
-        byte* p = (byte*)((NpuBuffer)index.Buffer).Pointer + index.OffsetBytes;
+        byte* p = (byte*)((HostBuffer)index.Buffer).Pointer + index.OffsetBytes;
         long count = index.ElementCount;
         for (long i = 0; i < count; i++)
         {

@@ -165,7 +165,7 @@ internal sealed unsafe partial class NpuKernels : IKernels, IFusedKernels, IDisp
             return OrtValue.CreateTensorValueFromMemory(floats, operand.Dims);
         }
         var t = operand.Tensor!;
-        var pointer = ((NpuBuffer)t.Buffer).Pointer + (nint)t.OffsetBytes;
+        var pointer = ((HostBuffer)t.Buffer).Pointer + (nint)t.OffsetBytes;
         return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, ElementType(t.DType), operand.Dims, pointer, t.SizeInBytes);
     }
 
