@@ -19,7 +19,8 @@ public enum RuleKind
 /// column for the output's dtype d, ulp_d is the spacing of d at the expected value (the smallest subnormal
 /// spacing near 0), n is the case's reduction length, scale the case's per-element magnitude, and
 /// <c>γ(m) = m·u/(1 − m·u)</c> with u the unit roundoff of the precision the kernel computes in
-/// (2⁻⁵³ for F64, 2⁻²⁴ for F32 and for F16/BF16, which compute in F32). Every row says where its numbers come from.
+/// (2⁻⁵³ for F64, 2⁻²⁴ for F32 and for F16/BF16, which compute in F32); for F64 outputs the γ argument doubles, since
+/// the oracle computes in F64 too and its own rounding is bounded the same way. Every row says where its numbers come from.
 /// NaN must be NaN at the same position, ±Inf the same infinity, under every kind.
 /// </summary>
 /// <param name="Op">op name (<see cref="KernelNames"/>); a trailing <c>*</c> matches a prefix.</param>
