@@ -182,6 +182,8 @@ internal static class RowKernels
             m = NaNMax(m, DeviceMath.Load(logits, first + c));
         }
         m = BlockMax(shared, m);
+        // A row of −Inf logits has max −Inf; shifting by 0 instead gives Σ = 0 and lse = log 0 = −Inf, not −Inf − (−Inf).
+        m = double.IsNegativeInfinity(m) ? 0 : m;
         double s = 0;
         for (long c = Group.IdxX; c < cols; c += Group.DimX)
         {
