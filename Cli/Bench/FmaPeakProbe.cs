@@ -61,11 +61,14 @@ internal static class FmaPeakProbe
                 start.SignalAndWait();
                 long rounds = 0;
                 float sink = 0;
-                while (Stopwatch.GetTimestamp() < Volatile.Read(ref deadline))
+                // At least one round: on a loaded machine a thread can first run after the deadline, and a probe
+                // that counted nothing would report a peak of 0 (the wall clock below still covers the round).
+                do
                 {
                     sink += chains(InnerIterations);
                     rounds++;
                 }
+                while (Stopwatch.GetTimestamp() < Volatile.Read(ref deadline));
                 flops[index] = (double)rounds * InnerIterations * Chains * flopsPerFma;
                 GC.KeepAlive(sink);
             })
