@@ -1,6 +1,6 @@
 namespace Hal;
 
-/// <summary>Element-wise unary ops (tier 1). Float dtypes only, except Neg/Abs/Relu which also take signed integers.</summary>
+/// <summary>Element-wise unary ops (tier 1). Float dtypes only, except Neg/Abs/Relu/Square which also take signed integers (integer overflow is not specified).</summary>
 public enum UnaryOp
 {
     Neg,

@@ -336,6 +336,7 @@ public sealed partial class Ops
         }
     }
 
+    /// <summary>A negative axis counts from the end; one outside the rank raises <see cref="ShapeMismatchException"/> (the axis is part of the shape contract), for every op that takes an axis.</summary>
     internal static int NormalizeAxis(string op, Tensor x, int axis)
     {
         int a = axis < 0 ? axis + x.Rank : axis;

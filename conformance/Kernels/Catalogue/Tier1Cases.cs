@@ -96,10 +96,13 @@ public static partial class Tier1Cases
         return [new CaseOutput("y", dtype, ctx.Download(ty), expected, rule, 0, scale)];
     }
 
-    /// <summary>Neg, Abs and Relu on signed integers (values clear of the type's minimum, whose negation overflows).</summary>
+    /// <summary>
+    /// Neg, Abs, Relu and Square on signed integers (values clear of the type's minimum, whose negation overflows;
+    /// for Square, within ±√max, since integer overflow is not specified).
+    /// </summary>
     private static IEnumerable<KernelCase> UnaryInts()
     {
-        foreach (var op in new[] { UnaryOp.Neg, UnaryOp.Abs, UnaryOp.Relu })
+        foreach (var op in new[] { UnaryOp.Neg, UnaryOp.Abs, UnaryOp.Relu, UnaryOp.Square })
         {
             string name = KernelNames.Of(op);
             foreach (var dtype in SignedIntDTypes)
@@ -121,6 +124,12 @@ public static partial class Tier1Cases
                             // I64: stay within doubles' exact integers (the host values are doubles).
                             long lo = dtype == DType.I64 ? -(1L << 53) : (long)min + 1;
                             long hi = dtype == DType.I64 ? 1L << 53 : (long)max;
+                            if (op == UnaryOp.Square)
+                            {
+                                // Squares stay representable (and, for I64, exact in a double).
+                                hi = dtype == DType.I64 ? 1L << 26 : (long)Math.Floor(Math.Sqrt(max));
+                                lo = -hi;
+                            }
                             double[] x = ctx.Values.Integers(n, lo, hi);
                             if (n > 2)
                             {
@@ -131,7 +140,7 @@ public static partial class Tier1Cases
                             var tx = ctx.Upload(x, new Shape(n), dtype);
                             var ty = ctx.Output(new Shape(n), dtype);
                             ctx.Ops.Unary(op, tx, ty);
-                            double[] expected = Array.ConvertAll(x, v => op switch { UnaryOp.Neg => -v, UnaryOp.Abs => Math.Abs(v), _ => Math.Max(v, 0) });
+                            double[] expected = Array.ConvertAll(x, v => op switch { UnaryOp.Neg => -v, UnaryOp.Abs => Math.Abs(v), UnaryOp.Square => v * v, _ => Math.Max(v, 0) });
                             return [new CaseOutput("y", dtype, ctx.Download(ty), expected, ToleranceTable.For(name))];
                         },
                     };
