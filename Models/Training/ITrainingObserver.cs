@@ -1,0 +1,23 @@
+namespace Hal.Models.Training;
+
+/// <summary>What is known when training starts (the <c>start</c> line of <c>--json-log</c>); CorpusEntropy is the synthetic corpus's entropy rate in nats/token, null for real text.</summary>
+public sealed record TrainStart(string Model, long Parameters, string Backend, int Dp, double? CorpusEntropy, int Steps, int Batch, int Seq, string Data, string Precision, string Optimizer, long StartStep);
+
+/// <summary>One optimizer step (a line of <c>--json-log</c>); Skipped: a gradient was Inf/NaN and dynamic loss scaling skipped the update.</summary>
+public sealed record TrainStep(long Step, double Loss, double Lr, double TokensPerSec, double GradNorm, bool Skipped, double LossScale);
+
+/// <summary>The outcome (the <c>end</c> line of <c>--json-log</c> and the summary): FinalLoss is the mean loss over the last 10% of steps (at least one); PeakDeviceBytes the largest allocator peak over the ranks' devices.</summary>
+public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDeviceBytes, long Steps, long SkippedSteps, double? CorpusEntropy, IReadOnlyList<double> Losses, string? CheckpointDir, TimeSpan Elapsed);
+
+/// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>
+public interface ITrainingObserver
+{
+    void OnStart(TrainStart start);
+
+    void OnStep(TrainStep step);
+
+    /// <summary>A line of information (a skipped step, a checkpoint written, a warning).</summary>
+    void OnMessage(string message);
+
+    void OnEnd(TrainEnd end);
+}

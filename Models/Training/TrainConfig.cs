@@ -1,0 +1,96 @@
+namespace Hal.Models.Training;
+
+/// <summary>Compute precision: fp32 everywhere, or 16-bit compute with fp32 master weights.</summary>
+public enum Precision
+{
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+/// <summary>The optimizers <c>hal train --optimizer</c> offers.</summary>
+public enum OptimizerKind
+{
+    AdamW,
+    Lamb,
+    Lars,
+    Sgd,
+}
+
+/// <summary>Learning-rate schedules.</summary>
+public enum ScheduleKind
+{
+    Constant,
+    /// <summary>Linear warm-up, then a cosine decay to 10% of the peak at the last step.</summary>
+    Cosine,
+}
+
+/// <summary>
+/// Everything a training run needs, as <c>hal train</c> spells it. Defaults: gpt-tiny on the synthetic corpus, a few
+/// hundred steps that reach the corpus's entropy in under two minutes on this project's CI machine.
+/// </summary>
+public sealed record TrainConfig
+{
+    /// <summary>A name from <see cref="Transformer.ModelConfig.Names"/>; ignored when <see cref="InitDir"/> is set.</summary>
+    public string Model { get; init; } = "gpt-tiny";
+
+    /// <summary>A Hugging Face directory (config.json + model.safetensors) to start from.</summary>
+    public string? InitDir { get; init; }
+
+    /// <summary>Device memory limit per rank in bytes (null: the device's own size).</summary>
+    public long? DeviceMemoryBytes { get; init; }
+
+    /// <summary>Data-parallel ranks.</summary>
+    public int Dp { get; init; } = 1;
+
+    public Precision Precision { get; init; } = Precision.Fp32;
+
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.AdamW;
+
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 3e-3;
+
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Cosine;
+
+    public int WarmupSteps { get; init; } = 20;
+
+    /// <summary>Decoupled weight decay (AdamW/LAMB) or L2 term (LARS/SGD), on tensors of rank ≥ 2.</summary>
+    public double WeightDecay { get; init; } = 0.0;
+
+    /// <summary>Global-norm gradient clipping threshold; 0 turns clipping off.</summary>
+    public double Clip { get; init; } = 1.0;
+
+    public int Steps { get; init; } = 300;
+
+    /// <summary>Global batch in sequences (each of <see cref="Dp"/> ranks takes Batch/Dp).</summary>
+    public int Batch { get; init; } = 8;
+
+    /// <summary>Sequence length (≤ the model's context).</summary>
+    public int Seq { get; init; } = 64;
+
+    /// <summary>Micro-batches per step per rank (gradient accumulation); each takes Batch/(Dp·GradAccum) sequences.</summary>
+    public int GradAccum { get; init; } = 1;
+
+    public ulong Seed { get; init; } = 1337;
+
+    /// <summary><c>synthetic</c> or a path: a text file (GPT-2 BPE) or a token file (.bin).</summary>
+    public string Data { get; init; } = "synthetic";
+
+    /// <summary>Visit windows in a seeded random order instead of consecutively.</summary>
+    public bool Shuffle { get; init; }
+
+    /// <summary>Where checkpoints go (null: none are written).</summary>
+    public string? OutDir { get; init; }
+
+    /// <summary>Write a checkpoint every N steps (and at the end) when <see cref="OutDir"/> is set; 0: only at the end.</summary>
+    public int CheckpointEvery { get; init; }
+
+    /// <summary>A checkpoint directory to continue from.</summary>
+    public string? ResumeDir { get; init; }
+
+    /// <summary>Recompute each block's activations in backward instead of keeping them.</summary>
+    public bool CheckpointActivations { get; init; }
+
+    /// <summary>Log a line (or progress update) every N steps.</summary>
+    public int LogEvery { get; init; } = 25;
+}
