@@ -140,10 +140,22 @@ internal static class TrainCommand
         return 0;
     }
 
+    /// <summary>
+    /// Replaces the trainer for the calls made in this asynchronous flow (tests check what the command hands over without
+    /// training); null runs the real one.
+    /// </summary>
+    internal static readonly AsyncLocal<TrainerRun?> TrainerOverride = new();
+
+    /// <summary>The trainer's entry point, as <see cref="TrainerOverride"/> takes it.</summary>
+    internal delegate TrainEnd TrainerRun(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer);
+
     /// <summary>The one call into the trainer.</summary>
     private static TrainEnd RunTrainer(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer)
     {
-        _ = (config, devices, world, observer);
+        if (TrainerOverride.Value is { } run)
+        {
+            return run(config, devices, world, observer);
+        }
         throw new HalException("hal train: this build has no trainer (Hal.Models.Training.Trainer)");
     }
 
