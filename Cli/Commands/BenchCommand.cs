@@ -27,6 +27,7 @@ internal static class BenchCommand
         var bench = new Command("bench", "Measure kernel throughput (a benchmark, not a test).");
         bench.Subcommands.Add(CreateGemm(globals));
         BenchCollectivesCommand.AddTo(bench, globals);
+        BenchStepCommand.AddTo(bench, globals);
         return bench;
     }
 

@@ -77,7 +77,7 @@ internal sealed class LossPlotObserver(string path, int widthPixels = LossPlotOb
             plot.Title(model.Length > 0 ? $"Training loss ({model})" : "Training loss");
             plot.XLabel("step");
             plot.YLabel("loss (nats/token)");
-            plot.ShowLegend();
+            plot.ShowLegend(ScottPlot.Alignment.UpperRight);
             plot.SavePng(Path, widthPixels, heightPixels);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DirectoryNotFoundException)

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using Hal.Models.Training;
+using Hal.Models.Transformer;
+
+namespace Hal.Cli.Bench;
+
+/// <summary>What <c>hal bench step</c> measures: a model, a batch shape, and how many warm-up and timed steps.</summary>
+internal sealed record StepBenchSpec(string Model, int Batch, int Seq, int Steps, int WarmupSteps, Precision Precision, int? VocabSize = null, ulong Seed = 1337);
+
+/// <summary>
+/// One variant's figures in <c>hal bench step --json</c> (<c>runs[]</c>): name, tokensPerSec, medianStepMs, gflops (model
+/// FLOPs per token × tokens/s), mfu (gflops / peakGflops), peakDeviceBytes, and the loss of the last timed step.
+/// </summary>
+internal sealed record StepBenchRun(string Name, double TokensPerSec, double MedianStepMs, double Gflops, double Mfu, long PeakDeviceBytes, double LastLoss);
+
+/// <summary>
+/// <c>hal bench step --json</c>: the setup (model, backend, device, batch, seq, precision, steps), the FLOP count
+/// (parameters, matmulParameters, flopsPerToken and the formula as text), the host FMA peak measured in the same run,
+/// and one entry per variant in <c>runs</c> (today <c>baseline</c>; more variants add entries, not fields).
+/// </summary>
+internal sealed record StepBenchResult(
+    string Model, string Backend, string Device, int Batch, int Seq, string Precision, int WarmupSteps, int Steps,
+    long Parameters, long MatmulParameters, double FlopsPerToken, string FlopFormula, double PeakGflops, int PeakVectorBits,
+    IReadOnlyList<StepBenchRun> Runs);
+
+/// <summary>
+/// Model FLOPs of one training step, per token, as the scaling-law literature counts them: 6·N + 12·L·C·T, where N is the
+/// number of parameters that take part in matmuls (every projection of every block, and the LM head V·C, counted once
+/// even when tied to the embedding; not biases, norms or the position table), L layers, C channels and T the sequence
+/// length. 6·N is forward (2 FLOPs per multiply-add) plus backward (twice forward); 12·L·C·T is the attention scores and
+/// the weighted sum of values (2·2·T·C per layer and token forward, ×3 for training), counted over the full T×T square
+/// although causal attention needs only half of it. Recomputed activations are not counted (model FLOPs, not hardware FLOPs).
+/// </summary>
+internal static class TrainingFlops
+{
+    /// <summary>The formula as it appears in the JSON output and the docs.</summary>
+    public const string Formula = "6*N + 12*L*C*T per token (N = parameters in matmuls, head V*C included; T = seq)";
+
+    /// <summary>N: parameters that take part in matmuls (projections and the LM head).</summary>
+    public static long MatmulParameters(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        long c = config.Channels, f = config.Hidden, v = config.VocabSize;
+        long q = (long)config.Heads * config.HeadSize, kv = (long)config.KvHeads * config.HeadSize;
+        // Query, key, value and output projections, then the MLP: GPT-2 has two matrices (C×F, F×C), LLaMA three (gate, up, down).
+        long attention = (c * q) + (2 * c * kv) + (q * c);
+        long mlp = config.Family == ModelFamily.Gpt2 ? 2 * c * f : 3 * c * f;
+        return (config.Layers * (attention + mlp)) + (v * c);
+    }
+
+    /// <summary>Training FLOPs per token at sequence length <paramref name="seq"/>: 6·N + 12·L·C·T.</summary>
+    public static double PerToken(ModelConfig config, int seq)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return (6.0 * MatmulParameters(config)) + (12.0 * config.Layers * config.Channels * seq);
+    }
+}
+
+/// <summary>
+/// <c>hal bench step</c>: times whole training steps (forward, backward, optimizer) of a named model on synthetic token
+/// ids, after warm-up steps, and reports tokens/s, achieved GFLOP/s by <see cref="TrainingFlops"/> and the ratio to this
+/// machine's fp32 FMA peak measured in the same run (model FLOPs utilisation, MFU).
+/// </summary>
+internal static class StepBench
+{
+    /// <summary>Runs the benchmark on <paramref name="device"/>; progress lines go to <paramref name="progress"/>.</summary>
+    /// <exception cref="UsageException">an unknown model, or a sequence longer than its context.</exception>
+    public static StepBenchResult Run(IDevice device, StepBenchSpec spec, TextWriter progress)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(progress);
+        var config = Config(spec);
+        double flopsPerToken = TrainingFlops.PerToken(config, spec.Seq);
+        progress.WriteLine(F($"step: measuring the fp32 FMA peak ({FmaPeakProbe.WidestVectorBits}-bit FMAs) on all processor threads..."));
+        var peakBefore = FmaPeakProbe.Measure();
+        progress.WriteLine(F($"step: {config.Name}: {config.ParameterCount:N0} parameters, {TrainingFlops.MatmulParameters(config):N0} in matmuls, ") +
+            F($"{flopsPerToken / 1e6:F1} MFLOP per token; batch {spec.Batch} × seq {spec.Seq}, {spec.WarmupSteps} warm-up + {spec.Steps} timed steps"));
+        var times = TimeSteps(device, config, spec, progress);
+        // As in the GEMM bench: the peak is the best the machine showed before or after, so a moment of load elsewhere
+        // during one short probe cannot inflate the ratio.
+        var peakAfter = FmaPeakProbe.Measure();
+        var peak = peakAfter.Gflops > peakBefore.Gflops ? peakAfter : peakBefore;
+        var run = Figures("baseline", times, spec, flopsPerToken, peak.Gflops);
+        progress.WriteLine(F($"step: {run.TokensPerSec:F0} tokens/s, {run.Gflops:F1} GFLOP/s = {run.Mfu:P1} of the {peak.Gflops:F1} GFLOP/s {peak.VectorBits}-bit FMA peak"));
+        return new StepBenchResult(
+            config.Name, device.Id.Backend, device.Id.ToString(), spec.Batch, spec.Seq, spec.Precision.ToString().ToLowerInvariant(), spec.WarmupSteps, spec.Steps,
+            config.ParameterCount, TrainingFlops.MatmulParameters(config), flopsPerToken, TrainingFlops.Formula, peak.Gflops, peak.VectorBits, [run]);
+    }
+
+    /// <summary>The model's shape, checked against the spec.</summary>
+    /// <exception cref="UsageException">an unknown model, or a sequence longer than its context.</exception>
+    public static ModelConfig Config(StepBenchSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (!ModelConfig.Names.Contains(spec.Model, StringComparer.Ordinal))
+        {
+            throw new UsageException($"--model {spec.Model}: unknown model; known models: {string.Join(", ", ModelConfig.Names)}");
+        }
+        var config = spec.VocabSize is { } v ? ModelConfig.Named(spec.Model, v) : ModelConfig.Named(spec.Model);
+        if (spec.Seq > config.ContextLength)
+        {
+            throw new UsageException($"--seq {spec.Seq} is longer than the context of model '{spec.Model}' ({config.ContextLength} tokens); use --seq {config.ContextLength} or less");
+        }
+        return config;
+    }
+
+    /// <summary>The figures of one variant from its step times: tokens/s and GFLOP/s at the median step.</summary>
+    internal static StepBenchRun Figures(string name, StepTimes times, StepBenchSpec spec, double flopsPerToken, double peakGflops)
+    {
+        double median = Median(times.StepSeconds);
+        double tokensPerSec = median > 0 ? spec.Batch * (double)spec.Seq / median : 0;
+        double gflops = tokensPerSec * flopsPerToken / 1e9;
+        return new StepBenchRun(name, tokensPerSec, median * 1e3, gflops, peakGflops > 0 ? gflops / peakGflops : 0, times.PeakDeviceBytes, times.LastLoss);
+    }
+
+    internal static double Median(IReadOnlyList<double> values)
+    {
+        if (values.Count == 0)
+        {
+            return 0;
+        }
+        var sorted = values.Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    /// <summary>Wall time of each timed step, the device's allocator peak, and the last loss.</summary>
+    internal sealed record StepTimes(IReadOnlyList<double> StepSeconds, long PeakDeviceBytes, double LastLoss);
+
+    /// <summary>Builds the model and optimizer on <paramref name="device"/> and times warm-up then timed steps.</summary>
+    private static StepTimes TimeSteps(IDevice device, ModelConfig config, StepBenchSpec spec, TextWriter progress)
+    {
+        _ = (device, config, spec, progress, Stopwatch.Frequency);
+        throw new HalException("hal bench step: this build has no transformer model (Hal.Models.Transformer.TransformerModel)");
+    }
+
+    private static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
