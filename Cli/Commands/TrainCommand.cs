@@ -91,9 +91,48 @@ internal static class TrainCommand
         return command;
     }
 
+    /// <summary>Exit code of a run stopped by Ctrl+C (128 + SIGINT, as shells report it).</summary>
+    internal const int InterruptedExitCode = 130;
+
     private static int Run(GlobalOptions globals, ParseResult parse, TrainArguments args)
     {
         var stdout = parse.InvocationConfiguration.Output;
+        using var interrupt = new CancellationTokenSource();
+        // The first Ctrl+C asks the trainer to stop at the next step (the log and plot are still written); a second one
+        // ends the process as usual.
+        ConsoleCancelEventHandler onCtrlC = (_, e) =>
+        {
+            if (!interrupt.IsCancellationRequested)
+            {
+                e.Cancel = true;
+                interrupt.Cancel();
+            }
+        };
+        bool console = ReferenceEquals(stdout, Console.Out);
+        if (console)
+        {
+            Console.CancelKeyPress += onCtrlC;
+        }
+        try
+        {
+            return Run(globals, parse, args, stdout, interrupt.Token);
+        }
+        catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+        {
+            parse.InvocationConfiguration.Error.WriteLine("hal: training interrupted (Ctrl+C)");
+            return InterruptedExitCode;
+        }
+        finally
+        {
+            if (console)
+            {
+                Console.CancelKeyPress -= onCtrlC;
+            }
+        }
+    }
+
+    private static int Run(GlobalOptions globals, ParseResult parse, TrainArguments args, TextWriter stdout, CancellationToken cancellationToken)
+    {
         int? worldSize = null;
         if (MpiCommunicator.IsUnderMpirun)
         {
@@ -117,7 +156,7 @@ internal static class TrainCommand
             try
             {
                 using var observers = Observers.Create(args, stdout, ConsoleProgressObserver.StdoutIsTerminal(stdout));
-                RunTrainer(args.Config, devices, null, observers.Observer);
+                RunTrainer(args.Config, devices, null, observers.Observer, cancellationToken);
             }
             finally
             {
@@ -135,7 +174,7 @@ internal static class TrainCommand
         }
         using (var observers = world.Rank == 0 ? Observers.Create(args, stdout, interactive: false) : Observers.Silent())
         {
-            RunTrainer(args.Config, [device], world, observers.Observer);
+            RunTrainer(args.Config, [device], world, observers.Observer, cancellationToken);
         }
         return 0;
     }
@@ -147,14 +186,14 @@ internal static class TrainCommand
     internal static readonly AsyncLocal<TrainerRun?> TrainerOverride = new();
 
     /// <summary>The trainer's entry point, as <see cref="TrainerOverride"/> takes it.</summary>
-    internal delegate TrainEnd TrainerRun(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer);
+    internal delegate TrainEnd TrainerRun(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer, CancellationToken cancellationToken);
 
     /// <summary>The one call into the trainer.</summary>
-    private static TrainEnd RunTrainer(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer)
+    private static TrainEnd RunTrainer(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         if (TrainerOverride.Value is { } run)
         {
-            return run(config, devices, world, observer);
+            return run(config, devices, world, observer, cancellationToken);
         }
         throw new HalException("hal train: this build has no trainer (Hal.Models.Training.Trainer)");
     }

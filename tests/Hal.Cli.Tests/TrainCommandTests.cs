@@ -91,7 +91,7 @@ public sealed class TrainCommandTests : IDisposable
         TrainConfig? seen = null;
         int deviceCount = -1;
         string log = Path.Combine(_dir, "log.jsonl");
-        var r = WithTrainer((config, devices, world, observer) =>
+        var r = WithTrainer((config, devices, world, observer, _) =>
         {
             seen = config;
             deviceCount = devices.Count;
@@ -120,7 +120,7 @@ public sealed class TrainCommandTests : IDisposable
     public void DefaultsComeFromTrainConfig()
     {
         TrainConfig? seen = null;
-        var r = WithTrainer((config, devices, world, observer) =>
+        var r = WithTrainer((config, devices, world, observer, _) =>
         {
             seen = config;
             return FakeRun(config, observer, [1.0]);
@@ -132,9 +132,18 @@ public sealed class TrainCommandTests : IDisposable
     [Fact]
     public void TrainerErrorsExitTwoWithTheirMessage()
     {
-        var r = WithTrainer((_, _, _, _) => throw new HalException("the trainer says no"), "train", "--steps", "1");
+        var r = WithTrainer((_, _, _, _, _) => throw new HalException("the trainer says no"), "train", "--steps", "1");
         Assert.Equal(2, r.ExitCode);
         Assert.Contains("hal: the trainer says no", r.Stderr);
+    }
+
+    [Fact]
+    public void ACancellationThatIsNotCtrlCIsAnInternalError()
+    {
+        var r = WithTrainer((_, _, _, _, _) => throw new OperationCanceledException(), "train", "--steps", "1");
+        // Only Ctrl+C on the process's own console cancels; an OperationCanceledException from elsewhere is a bug (exit 1).
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("internal error: System.OperationCanceledException", r.Stderr);
     }
 
     private static CliRunner.Result WithTrainer(TrainCommand.TrainerRun trainer, params string[] args)

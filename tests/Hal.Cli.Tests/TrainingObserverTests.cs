@@ -173,7 +173,7 @@ public sealed class TrainingObserverTests : IDisposable
     {
         string log = Path.Combine(_dir, "run.jsonl");
         string png = Path.Combine(_dir, "run.png");
-        Commands.TrainCommand.TrainerOverride.Value = (config, _, _, observer) => TrainCommandTests.FakeRun(config, observer, [3.0, 2.75, 2.5]);
+        Commands.TrainCommand.TrainerOverride.Value = (config, _, _, observer, _) => TrainCommandTests.FakeRun(config, observer, [3.0, 2.75, 2.5]);
         try
         {
             var r = CliRunner.Run("train", "--steps", "3", "--json-log", log, "--plot", png);
