@@ -17,7 +17,7 @@ namespace Hal.Models.Optim;
 public sealed class Optimizer : IDisposable
 {
     /// <summary>Elements squared and summed per reduction call: bounds the scratch memory of the norm to 16 MiB.</summary>
-    private const int NormChunkElements = 1 << 22;
+    internal const int DefaultNormChunkElements = 1 << 22;
 
     /// <summary>Dynamic scaling never halves below 1: a scale under 1 would not help a gradient that is NaN anyway.</summary>
     private const double MinimumLossScale = 1;
@@ -53,6 +53,12 @@ public sealed class Optimizer : IDisposable
     /// <exception cref="ArgumentException">the store's dtype does not match the precision, or it is not allocated.</exception>
     /// <exception cref="ArgumentOutOfRangeException">a hyper-parameter out of range.</exception>
     public Optimizer(Ops ops, ParameterStore store, OptimizerOptions options)
+        : this(ops, store, options, DefaultNormChunkElements)
+    {
+    }
+
+    /// <summary>As the public constructor, with the number of elements the norm squares and sums per reduction call.</summary>
+    internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, int normChunkElements)
     {
         ArgumentNullException.ThrowIfNull(ops);
         ArgumentNullException.ThrowIfNull(store);
@@ -62,6 +68,7 @@ public sealed class Optimizer : IDisposable
             throw new ArgumentException("the parameter store must be allocated before the optimizer is created", nameof(store));
         }
         Validate(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(normChunkElements, 1);
         var storeDType = store.DType;
         bool dtypeMatches = options.Precision switch
         {
@@ -96,7 +103,7 @@ public sealed class Optimizer : IDisposable
             {
                 _second = Own(owned, ops.Zeros(slab, _workDType));
             }
-            int chunk = (int)Math.Min(store.Count, NormChunkElements);
+            int chunk = (int)Math.Min(store.Count, normChunkElements);
             _squares = Own(owned, ops.Empty(new Shape(chunk), _workDType));
             int chunks = checked((int)((store.Count + chunk - 1) / chunk));
             _partialSums = Own(owned, ops.Empty(new Shape(1, chunks), _workDType));
