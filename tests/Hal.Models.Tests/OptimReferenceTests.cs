@@ -87,39 +87,39 @@ public sealed class OptimReferenceTests
             {
                 case OptimizerKind.AdamW:
                 case OptimizerKind.Lamb:
-                {
-                    var u = new double[n];
-                    for (int i = 0; i < n; i++)
                     {
-                        _first[i] = (o.Beta1 * _first[i]) + ((1 - o.Beta1) * g[i]);
-                        _second[i] = (o.Beta2 * _second[i]) + ((1 - o.Beta2) * g[i] * g[i]);
-                        double mHat = _first[i] / (1 - Math.Pow(o.Beta1, step));
-                        double vHat = _second[i] / (1 - Math.Pow(o.Beta2, step));
-                        u[i] = (mHat / (Math.Sqrt(vHat) + o.Eps)) + (wd * Param[i]);
+                        var u = new double[n];
+                        for (int i = 0; i < n; i++)
+                        {
+                            _first[i] = (o.Beta1 * _first[i]) + ((1 - o.Beta1) * g[i]);
+                            _second[i] = (o.Beta2 * _second[i]) + ((1 - o.Beta2) * g[i] * g[i]);
+                            double mHat = _first[i] / (1 - Math.Pow(o.Beta1, step));
+                            double vHat = _second[i] / (1 - Math.Pow(o.Beta2, step));
+                            u[i] = (mHat / (Math.Sqrt(vHat) + o.Eps)) + (wd * Param[i]);
+                        }
+                        double ratio = 1;
+                        if (kind == OptimizerKind.Lamb)
+                        {
+                            double pNorm = OptimTestData.Norm(Param), uNorm = OptimTestData.Norm(u);
+                            ratio = pNorm > 0 && uNorm > 0 ? pNorm / uNorm : 1;
+                        }
+                        for (int i = 0; i < n; i++)
+                        {
+                            Param[i] -= lr * ratio * u[i];
+                        }
+                        break;
                     }
-                    double ratio = 1;
-                    if (kind == OptimizerKind.Lamb)
-                    {
-                        double pNorm = OptimTestData.Norm(Param), uNorm = OptimTestData.Norm(u);
-                        ratio = pNorm > 0 && uNorm > 0 ? pNorm / uNorm : 1;
-                    }
-                    for (int i = 0; i < n; i++)
-                    {
-                        Param[i] -= lr * ratio * u[i];
-                    }
-                    break;
-                }
                 case OptimizerKind.Lars:
-                {
-                    double pNorm = OptimTestData.Norm(Param), gNorm = OptimTestData.Norm(g);
-                    double local = pNorm > 0 && gNorm > 0 ? o.TrustCoefficient * pNorm / (gNorm + (wd * pNorm) + o.Eps) : 1;
-                    for (int i = 0; i < n; i++)
                     {
-                        _first[i] = (o.Momentum * _first[i]) + (local * (g[i] + (wd * Param[i])));
-                        Param[i] -= lr * _first[i];
+                        double pNorm = OptimTestData.Norm(Param), gNorm = OptimTestData.Norm(g);
+                        double local = pNorm > 0 && gNorm > 0 ? o.TrustCoefficient * pNorm / (gNorm + (wd * pNorm) + o.Eps) : 1;
+                        for (int i = 0; i < n; i++)
+                        {
+                            _first[i] = (o.Momentum * _first[i]) + (local * (g[i] + (wd * Param[i])));
+                            Param[i] -= lr * _first[i];
+                        }
+                        break;
                     }
-                    break;
-                }
                 case OptimizerKind.Sgd:
                     for (int i = 0; i < n; i++)
                     {
