@@ -119,6 +119,27 @@ public sealed class Optimizer : IDisposable
         BuildViews();
     }
 
+    /// <summary>
+    /// Device bytes an optimizer over <paramref name="parameterCount"/> parameters of <paramref name="storeDType"/>
+    /// holds for its life: moments or momentum buffers, the master and gradient copies of a 16-bit store, and the
+    /// norm's scratch (each step also allocates a few one-element tensors for a moment). For memory planning.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">a parameter count below 1.</exception>
+    public static long StateBytes(OptimizerOptions options, long parameterCount, DType storeDType)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(parameterCount, 1L);
+        var work = storeDType == DType.F64 ? DType.F64 : DType.F32;
+        long slabs = options.Kind is OptimizerKind.AdamW or OptimizerKind.Lamb ? 2 : 1;
+        if (storeDType != work)
+        {
+            slabs += 2;
+        }
+        long chunk = Math.Min(parameterCount, DefaultNormChunkElements);
+        long chunks = (parameterCount + chunk - 1) / chunk;
+        return ((slabs * parameterCount) + chunk + chunks) * work.SizeInBytes();
+    }
+
     /// <summary>The options this optimizer was created with.</summary>
     public OptimizerOptions Options { get; }
 

@@ -111,3 +111,29 @@ public sealed class OptimStateTests
         Assert.Throws<ObjectDisposedException>(() => optimizer.Step(1e-3, 1));
     }
 }
+
+/// <summary><see cref="Optimizer.StateBytes"/> against the allocator's count.</summary>
+public sealed class OptimMemoryTests
+{
+    [Theory]
+    [InlineData(OptimizerKind.AdamW, Precision.Fp32, DType.F32)]
+    [InlineData(OptimizerKind.Lamb, Precision.Fp32, DType.F64)]
+    [InlineData(OptimizerKind.Sgd, Precision.Bf16, DType.BF16)]
+    [InlineData(OptimizerKind.Lars, Precision.Fp16, DType.F16)]
+    [InlineData(OptimizerKind.AdamW, Precision.Fp16, DType.F16)]
+    public void StateBytesIsWhatTheOptimizerAllocates(OptimizerKind kind, Precision precision, DType dtype)
+    {
+        using var h = new OptimHarness([("w", [7, 9]), ("b", [9])], dtype);
+        var options = new OptimizerOptions { Kind = kind, Precision = precision };
+        long before = h.Device.Allocator.Stats.BytesInUse;
+        using var optimizer = new Optimizer(h.Ops, h.Store, options);
+        Assert.Equal(Optimizer.StateBytes(options, h.Store.Count, dtype), h.Device.Allocator.Stats.BytesInUse - before);
+        // AdamW at fp16: m, v, master, fp32 gradients and the norm's scratch (72 squares + 1 partial sum), 4 bytes each.
+        if (kind == OptimizerKind.AdamW && dtype == DType.F16)
+        {
+            Assert.Equal(((4 * 72) + 72 + 1) * 4, Optimizer.StateBytes(options, 72, dtype));
+        }
+        optimizer.Dispose();
+        Assert.Equal(before, h.Device.Allocator.Stats.BytesInUse);
+    }
+}
