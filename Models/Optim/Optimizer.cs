@@ -198,6 +198,19 @@ public sealed class Optimizer : IDisposable
     }
 
     /// <summary>
+    /// After the fp32 master copies were overwritten (a checkpoint holds them): round them into store.Params.
+    /// Nothing to do for an fp32 store, whose parameters are the masters.
+    /// </summary>
+    public void SyncParamsFromMaster()
+    {
+        ThrowIfDisposed();
+        if (_master is not null)
+        {
+            _ops.Cast(_master, _store.Params);
+        }
+    }
+
+    /// <summary>
     /// One update from store.Grads as they are (already averaged over micro-batches and ranks, multiplied by
     /// <see cref="LossScale"/>): unscale into the working dtype, check every gradient is finite (if not: skip the
     /// update, halve the scale under dynamic scaling), global L2 norm (returned, before clipping), clip to
