@@ -62,14 +62,16 @@ public sealed class DataBpeTests : IDisposable
     }
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(7)]
-    [InlineData(16)]
-    [InlineData(17)]
-    [InlineData(64)]
-    [InlineData(1 << 20)]
-    public void StreamedEncoding_EqualsEncodingTheWholeText(int chunkChars)
+    [InlineData(2, 1)]
+    [InlineData(3, 1)]
+    [InlineData(7, 1)]
+    [InlineData(16, 1)]
+    [InlineData(17, 1)]
+    [InlineData(64, 1)]
+    [InlineData(1 << 20, 1)]
+    [InlineData(7, 3)]
+    [InlineData(64, 2)]
+    public void StreamedEncoding_EqualsEncodingTheWholeText(int chunkChars, int workers)
     {
         var text = new StringBuilder();
         for (int repeat = 0; repeat < 5; repeat++)
@@ -82,7 +84,7 @@ public sealed class DataBpeTests : IDisposable
         text.Append(new string('x', 300)).Append(" tail");
         string whole = text.ToString();
         int[] expected = BpeTextDataset.Encode(whole);
-        ushort[] streamed = BpeTextDataset.EncodeStream(new StringReader(whole), chunkChars);
+        ushort[] streamed = BpeTextDataset.EncodeStream(new StringReader(whole), chunkChars, workers);
         Assert.Equal(expected, streamed.Select(t => (int)t).ToArray());
     }
 
