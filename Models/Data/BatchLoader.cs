@@ -16,7 +16,8 @@ namespace Hal.Models.Data;
 /// </para>
 /// <para>
 /// The state is <see cref="BatchesDrawn"/> alone: <see cref="Seek"/>(n) on a fresh loader reproduces exactly what the
-/// loader that drew n batches yields next, which is how a checkpoint resumes the data.
+/// loader that drew n batches yields next, which is how a checkpoint resumes the data. One loader serves one thread
+/// (it reuses a window buffer and caches the current epoch's permutation).
 /// </para>
 /// </summary>
 public sealed class BatchLoader

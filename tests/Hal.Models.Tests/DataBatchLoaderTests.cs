@@ -60,6 +60,7 @@ public sealed class DataBatchLoaderTests
         {
             long expectedPosition = n * batch * seq % (length - seq);
             Assert.Equal(expectedPosition, loader.Position);
+            Assert.Equal(n * batch * seq / (length - seq), loader.Epoch);
             var (inputs, targets) = Draw(loader);
             for (int r = 0; r < batch; r++)
             {
@@ -122,6 +123,7 @@ public sealed class DataBatchLoaderTests
         while (starts.Count < 3 * windows)
         {
             long position = loader.Position;
+            Assert.Equal(starts.Count / windows, loader.Epoch);
             var (inputs, targets) = Draw(loader);
             Assert.Equal(position, inputs[0]);
             for (int r = 0; r < batch; r++)
