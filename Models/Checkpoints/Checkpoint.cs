@@ -1,3 +1,4 @@
+using Hal.Models.Nn;
 using Hal.Models.Transformer;
 
 namespace Hal.Models.Checkpoints;
@@ -23,6 +24,18 @@ public static class Checkpoint
 
     /// <summary>The <see cref="CheckpointState"/>.</summary>
     public const string StateFile = "trainer.json";
+
+    /// <summary>The store's parameters as named tensors (their Hugging Face names, declaration order), for <see cref="Save"/> and <see cref="Load"/>.</summary>
+    public static IReadOnlyList<NamedTensor> ParametersOf(ParameterStore store)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var list = new NamedTensor[store.Infos.Count];
+        for (int i = 0; i < list.Length; i++)
+        {
+            list[i] = new NamedTensor(store.Infos[i].Name, store.Param(i));
+        }
+        return list;
+    }
 
     /// <summary>The step directory name of <paramref name="step"/>: <c>step-00000100</c>.</summary>
     public static string StepDirectoryName(long step) => $"step-{step:D8}";

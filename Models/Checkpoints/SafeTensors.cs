@@ -22,10 +22,21 @@ public static class SafeTensors
 
     private static readonly Dictionary<string, int> ElementSizes = new(StringComparer.Ordinal)
     {
-        ["BOOL"] = 1, ["U8"] = 1, ["I8"] = 1, ["F8_E5M2"] = 1, ["F8_E4M3"] = 1,
-        ["I16"] = 2, ["U16"] = 2, ["F16"] = 2, ["BF16"] = 2,
-        ["I32"] = 4, ["U32"] = 4, ["F32"] = 4,
-        ["I64"] = 8, ["U64"] = 8, ["F64"] = 8,
+        ["BOOL"] = 1,
+        ["U8"] = 1,
+        ["I8"] = 1,
+        ["F8_E5M2"] = 1,
+        ["F8_E4M3"] = 1,
+        ["I16"] = 2,
+        ["U16"] = 2,
+        ["F16"] = 2,
+        ["BF16"] = 2,
+        ["I32"] = 4,
+        ["U32"] = 4,
+        ["F32"] = 4,
+        ["I64"] = 8,
+        ["U64"] = 8,
+        ["F64"] = 8,
     };
 
     /// <summary>The safetensors name of a dtype: F32, F64, F16, BF16, I32, I64, I8, U8, BOOL.</summary>

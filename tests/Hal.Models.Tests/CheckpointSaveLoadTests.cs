@@ -60,7 +60,8 @@ public sealed class CheckpointSaveLoadTests
         using var saved = HfStores.Create(config, ops, modelDType);
         HfStores.FillKnown(saved, ops);
         var savedMoments = Moments(saved, ops, 0.25);
-        string stepDir = Checkpoint.Save(dir.Path, config, HfStores.Named(saved), savedMoments, State(40), ops);
+        Assert.Equal(HfStores.Named(saved), Checkpoint.ParametersOf(saved));
+        string stepDir = Checkpoint.Save(dir.Path, config, Checkpoint.ParametersOf(saved), savedMoments, State(40), ops);
 
         Assert.Equal(Path.Combine(dir.Path, "step-00000040"), stepDir);
         Assert.Equal("step-00000040", File.ReadAllText(dir["latest"]).Trim());
