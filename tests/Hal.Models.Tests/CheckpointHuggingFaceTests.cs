@@ -140,6 +140,8 @@ public sealed class CheckpointHuggingFaceTests
         };
         HuggingFace.WriteConfig(dir["out"], config);
         Assert.Equal(config with { Name = "out" }, HuggingFace.ReadConfig(dir["out"]));
+        // The name is the directory's also when the path ends in a separator.
+        Assert.Equal("out", HuggingFace.ReadConfig(dir["out"] + Path.DirectorySeparatorChar).Name);
     }
 
     /// <summary>Writes the store's parameters as a Hugging Face file, renaming and adding tensors on the way.</summary>
