@@ -22,7 +22,7 @@ public sealed class LmHead
     /// <summary>logits [N, V] = x [N, C]·Wᵀ into <paramref name="logits"/>.</summary>
     public void Logits(Tensor x, Tensor logits) => _projection.Forward(_ws.Ops, x, logits);
 
-    /// <summary>Runs the head and the loss: returns the per-row losses [N] (F32, a workspace buffer). Keeps x and targets by reference.</summary>
+    /// <summary>Runs the head and the loss: returns the per-row losses (N elements, a workspace buffer; F32, or F64 at F64). Keeps x and targets by reference.</summary>
     public Tensor Forward(Tensor x, Tensor targets)
     {
         ArgumentNullException.ThrowIfNull(x);
@@ -35,7 +35,40 @@ public sealed class LmHead
         var losses = _ws.Get("head.losses", new Shape(n), DType.F32);
         _projection.Forward(_ws.Ops, x, _logits);
         _ws.Ops.CrossEntropy(_logits, targets, losses, _lse);
-        return losses;
+        return x.DType == DType.F64 ? ExactLosses(targets) : losses;
+    }
+
+    /// <summary>
+    /// F64 is the reference dtype, but the fused kernel's losses are F32 by contract; so at F64 the per-row losses are
+    /// recomputed as −log_softmax(logits)[target] in F64 (0 for a negative target): N·V extra work on the reference path only.
+    /// </summary>
+    private Tensor ExactLosses(Tensor targets)
+    {
+        var ops = _ws.Ops;
+        var logits = _logits!;
+        int n = logits.Shape[0];
+        var idt = targets.DType;
+        var column = new Shape(n, 1);
+        var t = targets.Reshape(n, 1);
+        var logp = _ws.Get("head.logp", logits.Shape, DType.F64);
+        ops.LogSoftmax(logits, logp);
+        var minusOne = _ws.Constant($"scalar:-1:{idt}", () => ops.Full(new Shape(1), -1, idt));
+        var zero = _ws.Constant($"scalar:0:{idt}", () => ops.Full(new Shape(1), 0, idt));
+        var one = _ws.Constant($"scalar:1:{idt}", () => ops.Full(new Shape(1), 1, idt));
+        // keep = min(max(t, −1) + 1, 1): 1 for a real target, 0 for an ignored one; index = max(t, 0) is always valid.
+        var keep = _ws.Get("head.keep", column, idt);
+        ops.Binary(BinaryOp.Max, t, minusOne, keep);
+        ops.Binary(BinaryOp.Add, keep, one, keep);
+        ops.Binary(BinaryOp.Min, keep, one, keep);
+        var index = _ws.Get("head.index", column, idt);
+        ops.Binary(BinaryOp.Max, t, zero, index);
+        var picked = _ws.Get("head.picked", column, DType.F64);
+        ops.Gather(logp, 1, index, picked);
+        var keepF = _ws.Get("head.keepf", column, DType.F64);
+        ops.Cast(keep, keepF);
+        ops.Binary(BinaryOp.Mul, picked, keepF, picked);
+        ops.Unary(UnaryOp.Neg, picked, picked);
+        return picked;
     }
 
     /// <summary>Backward of lossScale · mean over the N rows: adds dW, writes dx [N, C].</summary>
