@@ -1,0 +1,54 @@
+namespace Hal.Models.Nn;
+
+/// <summary>
+/// Token embedding x [B, T, C] = wte[ids] (+ wpe[t] for GPT-2's learned positions). Backward index-adds dx rows into
+/// the table gradients, which accumulates by construction (no scratch table).
+/// Legend: B batch, T time, C channels, V vocabulary, N = B·T.
+/// </summary>
+public sealed class Embedding
+{
+    private readonly Workspace _ws;
+    private readonly ParameterStore _store;
+    private readonly string _tokenName;
+    private readonly string? _positionName;
+    private Tensor? _ids;
+
+    /// <summary>An embedding over the token table [V, C] and, when named, the position table [T, C].</summary>
+    public Embedding(Workspace ws, ParameterStore store, string tokenName, string? positionName)
+    {
+        _ws = ws;
+        _store = store;
+        _tokenName = tokenName;
+        _positionName = positionName;
+    }
+
+    /// <summary>x [B, T, C] from ids [B, T] (I32/I64); keeps a reference to ids for backward.</summary>
+    public void Forward(Tensor ids, Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var ops = _ws.Ops;
+        _ids = ids;
+        ops.Embedding(_store.Param(_tokenName), ids, x);
+        if (_positionName is not null)
+        {
+            int time = ids.Shape[1];
+            var wpe = _store.Param(_positionName);
+            ops.Binary(BinaryOp.Add, x, wpe.Slice(0, time), x);
+        }
+    }
+
+    /// <summary>Adds the table gradients from dx [B, T, C].</summary>
+    public void Backward(Tensor dx)
+    {
+        ArgumentNullException.ThrowIfNull(dx);
+        var ids = _ids ?? throw new InvalidOperationException("embedding: backward before forward");
+        var ops = _ws.Ops;
+        int batch = ids.Shape[0], time = ids.Shape[1], rows = batch * time;
+        var dx2 = dx.Reshape(rows, dx.Shape[-1]);
+        ops.IndexAdd(dx2, 0, ids.Reshape(rows), _store.Grad(_tokenName));
+        if (_positionName is not null)
+        {
+            ops.IndexAdd(dx2, 0, _ws.Positions(batch, time), _store.Grad(_positionName));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+namespace Hal.Models.Nn;
+
+/// <summary>How a linear layer stores its weight.</summary>
+public enum LinearLayout
+{
+    /// <summary>GPT-2's Conv1D: weight [in, out], y = x·W + b.</summary>
+    InOut,
+    /// <summary>nn.Linear: weight [out, in], y = x·Wᵀ + b.</summary>
+    OutIn,
+}
+
+/// <summary>
+/// y = x·W (+ b) over rows, in either weight layout, with views into a <see cref="ParameterStore"/>. The module keeps
+/// no activation: backward takes the forward input back from the caller. Backward adds into the weight and bias
+/// gradients (GEMM with beta = 1), so micro-batches accumulate.
+/// Legend: N rows, In input features, Out output features.
+/// </summary>
+public sealed class Linear
+{
+    private readonly ParameterStore _store;
+    private readonly long _weightOffset;
+    private readonly long? _biasOffset;
+    private Tensor? _weight, _weightGrad, _bias, _biasGrad;
+
+    /// <summary>A layer over the named weight (and bias) of the store.</summary>
+    public Linear(ParameterStore store, string weightName, string? biasName, LinearLayout layout)
+        : this(store, [weightName], biasName, layout)
+    {
+    }
+
+    /// <summary>
+    /// A layer whose weight is several parameters declared one after another that share the input dimension
+    /// (nn.Linear layout: [out₁ + out₂ + …, in]); LLaMA's q, k and v projections run as one GEMM this way.
+    /// </summary>
+    /// <exception cref="ArgumentException">the parameters are not adjacent in the slab or do not fit together.</exception>
+    public Linear(ParameterStore store, IReadOnlyList<string> weightNames, string? biasName, LinearLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(weightNames);
+        if (weightNames.Count == 0)
+        {
+            throw new ArgumentException("a linear layer needs a weight", nameof(weightNames));
+        }
+        _store = store;
+        Layout = layout;
+        var first = store.Info(weightNames[0]);
+        if (first.Shape.Rank != 2)
+        {
+            throw new ArgumentException($"'{first.Name}' has shape {first.Shape}; a linear weight is 2-D", nameof(weightNames));
+        }
+        int rows = first.Shape[0], cols = first.Shape[1];
+        long next = first.Offset + first.ElementCount;
+        for (int i = 1; i < weightNames.Count; i++)
+        {
+            var info = store.Info(weightNames[i]);
+            if (layout != LinearLayout.OutIn || info.Offset != next || info.Shape.Rank != 2 || info.Shape[1] != cols)
+            {
+                throw new ArgumentException($"'{info.Name}' cannot join '{first.Name}' in one nn.Linear weight: it must follow it in the slab with {cols} columns", nameof(weightNames));
+            }
+            rows += info.Shape[0];
+            next += info.ElementCount;
+        }
+        _weightOffset = first.Offset;
+        WeightShape = new Shape(rows, cols);
+        InFeatures = layout == LinearLayout.InOut ? rows : cols;
+        OutFeatures = layout == LinearLayout.InOut ? cols : rows;
+        if (biasName is not null)
+        {
+            var bias = store.Info(biasName);
+            if (bias.Shape.Rank != 1 || bias.Shape[0] != OutFeatures)
+            {
+                throw new ArgumentException($"bias '{biasName}' has shape {bias.Shape}; expected [{OutFeatures}]", nameof(biasName));
+            }
+            _biasOffset = bias.Offset;
+        }
+    }
+
+    /// <summary>The weight layout.</summary>
+    public LinearLayout Layout { get; }
+
+    /// <summary>The weight's shape as stored.</summary>
+    public Shape WeightShape { get; }
+
+    /// <summary>In.</summary>
+    public int InFeatures { get; }
+
+    /// <summary>Out.</summary>
+    public int OutFeatures { get; }
+
+    /// <summary>Whether the layer adds a bias.</summary>
+    public bool HasBias => _biasOffset is not null;
+
+    private Tensor Weight => _weight ??= _store.Params.View(_weightOffset, WeightShape);
+
+    private Tensor WeightGrad => _weightGrad ??= _store.Grads.View(_weightOffset, WeightShape);
+
+    private Tensor? Bias => _biasOffset is { } o ? _bias ??= _store.Params.View(o, new Shape(OutFeatures)) : null;
+
+    private Tensor? BiasGrad => _biasOffset is { } o ? _biasGrad ??= _store.Grads.View(o, new Shape(OutFeatures)) : null;
+
+    /// <summary>y [N, Out] = x [N, In]·W + b + beta·y (beta = 1 adds the result into y, e.g. into a residual).</summary>
+    public void Forward(Ops ops, Tensor x, Tensor y, double beta = 0)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        ops.Gemm(x, Weight, y, transB: Layout == LinearLayout.OutIn, beta: beta, bias: Bias);
+    }
+
+    /// <summary>
+    /// From the forward input x [N, In] and dy [N, Out]: adds dW and db into the store's gradients, and when
+    /// <paramref name="dx"/> is given writes dx [N, In] = dy·Wᵀ + dxBeta·dx.
+    /// </summary>
+    public void Backward(Workspace ws, Tensor x, Tensor dy, Tensor? dx, double dxBeta = 0)
+    {
+        ArgumentNullException.ThrowIfNull(ws);
+        ArgumentNullException.ThrowIfNull(dy);
+        var ops = ws.Ops;
+        if (Layout == LinearLayout.InOut)
+        {
+            ops.Gemm(x, dy, WeightGrad, transA: true, beta: 1);
+            if (dx is not null)
+            {
+                ops.Gemm(dy, Weight, dx, transB: true, beta: dxBeta);
+            }
+        }
+        else
+        {
+            ops.Gemm(dy, x, WeightGrad, transA: true, beta: 1);
+            if (dx is not null)
+            {
+                ops.Gemm(dy, Weight, dx, beta: dxBeta);
+            }
+        }
+        if (BiasGrad is { } db)
+        {
+            int rows = dy.Shape[0];
+            ops.Gemm(ws.Ones(rows, dy.DType), dy, db.Reshape(1, OutFeatures), beta: 1);
+        }
+    }
+}

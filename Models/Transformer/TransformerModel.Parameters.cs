@@ -1,0 +1,152 @@
+using Hal.Models.Nn;
+
+namespace Hal.Models.Transformer;
+
+// Parameter declaration (Hugging Face names and layouts, forward order), module wiring and initialisation.
+// Legend: L layers, H heads, Hkv key/value heads, C channels, D head size, F hidden, V vocabulary, T context.
+public sealed partial class TransformerModel
+{
+    /// <summary>
+    /// GPT-2 init from Philox: weights N(0, 0.02), residual output projections (attn c_proj, mlp c_proj, o_proj,
+    /// down_proj) N(0, 0.02/√(2L)), biases 0, norm weights 1. Each parameter draws from Philox offset = its slab
+    /// offset, so one seed gives the same weights on every backend. Gradients are left as they are.
+    /// </summary>
+    public void Initialize(ulong seed)
+    {
+        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        for (int i = 0; i < Parameters.Infos.Count; i++)
+        {
+            var info = Parameters.Infos[i];
+            var p = Parameters.Param(i);
+            if (info.Name.EndsWith(".bias", StringComparison.Ordinal))
+            {
+                Ops.Fill(p, 0);
+            }
+            else if (info.Shape.Rank == 1)
+            {
+                Ops.Fill(p, 1);
+            }
+            else
+            {
+                Ops.RandomNormal(p, seed, (ulong)info.Offset, 0, IsResidualProjection(info.Name) ? residualStd : 0.02);
+            }
+        }
+    }
+
+    private static bool IsResidualProjection(string name) =>
+        name.EndsWith(".attn.c_proj.weight", StringComparison.Ordinal)
+        || name.EndsWith(".mlp.c_proj.weight", StringComparison.Ordinal)
+        || name.EndsWith(".self_attn.o_proj.weight", StringComparison.Ordinal)
+        || name.EndsWith(".mlp.down_proj.weight", StringComparison.Ordinal);
+
+    /// <summary>Declares every parameter of <paramref name="config"/> in forward order under its Hugging Face name.</summary>
+    public static void DeclareParameters(ParameterStore store, ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(config);
+        int c = config.Channels, f = config.Hidden, v = config.VocabSize, layers = config.Layers;
+        if (config.Family == ModelFamily.Gpt2)
+        {
+            store.Declare("transformer.wte.weight", new Shape(v, c), 0);
+            store.Declare("transformer.wpe.weight", new Shape(config.ContextLength, c), 0);
+            for (int i = 0; i < layers; i++)
+            {
+                string p = $"transformer.h.{i}.";
+                int layer = i + 1;
+                store.Declare(p + "ln_1.weight", new Shape(c), layer);
+                store.Declare(p + "ln_1.bias", new Shape(c), layer);
+                store.Declare(p + "attn.c_attn.weight", new Shape(c, 3 * c), layer);
+                store.Declare(p + "attn.c_attn.bias", new Shape(3 * c), layer);
+                store.Declare(p + "attn.c_proj.weight", new Shape(c, c), layer);
+                store.Declare(p + "attn.c_proj.bias", new Shape(c), layer);
+                store.Declare(p + "ln_2.weight", new Shape(c), layer);
+                store.Declare(p + "ln_2.bias", new Shape(c), layer);
+                store.Declare(p + "mlp.c_fc.weight", new Shape(c, f), layer);
+                store.Declare(p + "mlp.c_fc.bias", new Shape(f), layer);
+                store.Declare(p + "mlp.c_proj.weight", new Shape(f, c), layer);
+                store.Declare(p + "mlp.c_proj.bias", new Shape(c), layer);
+            }
+            store.Declare("transformer.ln_f.weight", new Shape(c), layers + 1);
+            store.Declare("transformer.ln_f.bias", new Shape(c), layers + 1);
+            return;
+        }
+        int qDim = config.Heads * config.HeadSize, kvDim = config.KvHeads * config.HeadSize;
+        store.Declare("model.embed_tokens.weight", new Shape(v, c), 0);
+        for (int i = 0; i < layers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            int layer = i + 1;
+            store.Declare(p + "input_layernorm.weight", new Shape(c), layer);
+            // q, k and v are declared back to back: the attention runs them as one [(H + 2·Hkv)·D, C] GEMM.
+            store.Declare(p + "self_attn.q_proj.weight", new Shape(qDim, c), layer);
+            store.Declare(p + "self_attn.k_proj.weight", new Shape(kvDim, c), layer);
+            store.Declare(p + "self_attn.v_proj.weight", new Shape(kvDim, c), layer);
+            store.Declare(p + "self_attn.o_proj.weight", new Shape(c, qDim), layer);
+            store.Declare(p + "post_attention_layernorm.weight", new Shape(c), layer);
+            store.Declare(p + "mlp.gate_proj.weight", new Shape(f, c), layer);
+            store.Declare(p + "mlp.up_proj.weight", new Shape(f, c), layer);
+            store.Declare(p + "mlp.down_proj.weight", new Shape(c, f), layer);
+        }
+        store.Declare("model.norm.weight", new Shape(c), layers + 1);
+        if (!config.TieEmbeddings)
+        {
+            store.Declare("lm_head.weight", new Shape(v, c), layers + 1);
+        }
+    }
+
+    private (Embedding, Block[], INorm, LmHead) BuildModules()
+    {
+        var store = Parameters;
+        var cfg = Config;
+        var blocks = new Block[cfg.Layers];
+        for (int i = 0; i < cfg.Layers; i++)
+        {
+            // With checkpointing every block writes its internals into one shared set of buffers.
+            string scope = Options.CheckpointActivations ? "block" : $"block{i}";
+            if (cfg.Family == ModelFamily.Gpt2)
+            {
+                string p = $"transformer.h.{i}.";
+                var attention = new CausalSelfAttention(_ws,
+                    new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
+                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut),
+                    cfg.Heads, cfg.Heads, cfg.HeadSize, null, scope + ".attn");
+                var mlp = new GeluMlp(_ws,
+                    new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
+                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut),
+                    scope + ".mlp");
+                blocks[i] = new Block(_ws,
+                    new Nn.LayerNorm(_ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1"),
+                    attention,
+                    new Nn.LayerNorm(_ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2"),
+                    mlp, scope);
+            }
+            else
+            {
+                string p = $"model.layers.{i}.";
+                var attention = new CausalSelfAttention(_ws,
+                    new Linear(store, [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
+                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn),
+                    cfg.Heads, cfg.KvHeads, cfg.HeadSize, _rotary, scope + ".attn");
+                var mlp = new SwiGluMlp(_ws,
+                    new Linear(store, p + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
+                    new Linear(store, p + "mlp.up_proj.weight", null, LinearLayout.OutIn),
+                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn),
+                    scope + ".mlp");
+                blocks[i] = new Block(_ws,
+                    new Nn.RmsNorm(_ws, store, p + "input_layernorm.weight", cfg.NormEps, scope + ".ln1"),
+                    attention,
+                    new Nn.RmsNorm(_ws, store, p + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2"),
+                    mlp, scope);
+            }
+        }
+        if (cfg.Family == ModelFamily.Gpt2)
+        {
+            return (new Embedding(_ws, store, "transformer.wte.weight", "transformer.wpe.weight"), blocks,
+                new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final"),
+                new LmHead(_ws, store, "transformer.wte.weight"));
+        }
+        return (new Embedding(_ws, store, "model.embed_tokens.weight", null), blocks,
+            new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final"),
+            new LmHead(_ws, store, cfg.TieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+    }
+}

@@ -1,0 +1,195 @@
+using Hal.Models.Nn;
+
+namespace Hal.Models.Transformer;
+
+/// <summary>
+/// A GPT-2 or LLaMA language model with explicit forward and backward: embeddings, L pre-norm blocks, a final norm
+/// and the LM head with fused cross-entropy. Parameters live in one <see cref="ParameterStore"/> under their Hugging
+/// Face names; activations live in a workspace that is reused while shapes repeat. With activation checkpointing the
+/// blocks share one set of internal buffers and only the residual stream (every block's input) is kept.
+/// Legend: B batch, T time, C channels, V vocabulary, L layers, N = B·T.
+/// </summary>
+public sealed partial class TransformerModel : IDisposable
+{
+    private readonly Workspace _ws;
+    private readonly RotaryTables? _rotary;
+    private readonly Embedding _embedding;
+    private readonly Block[] _blocks;
+    private readonly INorm _finalNorm;
+    private readonly LmHead _head;
+    private bool _canBackward;
+    private int _batch, _time;
+    private long _savedBytes;
+
+    /// <summary>Declares the parameters of <paramref name="config"/> and allocates the store (gradients zero, parameters uninitialised: call <see cref="Initialize"/> or load them).</summary>
+    /// <exception cref="ArgumentException">an invalid configuration.</exception>
+    public TransformerModel(Ops ops, ModelConfig config, TransformerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Ops = ops;
+        Config = config;
+        Options = options ?? new TransformerOptions();
+        if (!Options.ComputeDType.IsFloatingPoint())
+        {
+            throw new ArgumentException($"compute dtype {Options.ComputeDType} is not a floating-point dtype", nameof(options));
+        }
+        Parameters = new ParameterStore();
+        DeclareParameters(Parameters, config);
+        _ws = new Workspace(ops);
+        try
+        {
+            Parameters.Allocate(ops, Options.ComputeDType);
+            if (config.Family == ModelFamily.Llama)
+            {
+                _rotary = new RotaryTables(ops, config.ContextLength, config.HeadSize, config.RopeTheta);
+            }
+            (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model's shape.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Compute dtype and checkpointing.</summary>
+    public TransformerOptions Options { get; }
+
+    /// <summary>Every parameter and its gradient, by Hugging Face name.</summary>
+    public ParameterStore Parameters { get; }
+
+    /// <summary>The entry the model runs its kernels through.</summary>
+    public Ops Ops { get; }
+
+    /// <summary>Bytes of activations saved by the last <see cref="Forward"/> (for reports).</summary>
+    public long SavedActivationBytes => _savedBytes;
+
+    /// <summary>
+    /// Runs the forward on ids and targets [B, T] (I32, T ≤ ContextLength) and keeps what backward needs. Returns the
+    /// mean cross-entropy over the B·T tokens (a negative target contributes 0 but counts in the denominator).
+    /// </summary>
+    /// <exception cref="ArgumentException">ids or targets of the wrong shape or dtype.</exception>
+    public double Forward(Tensor ids, Tensor targets)
+    {
+        ArgumentNullException.ThrowIfNull(targets);
+        CheckIds(ids, nameof(ids));
+        if (targets.Shape != ids.Shape || !targets.DType.IsIndex())
+        {
+            throw new ArgumentException($"targets must be I32/I64 of the ids' shape {ids.Shape}, not {targets.DType} {targets.Shape}", nameof(targets));
+        }
+        _canBackward = false;
+        _ws.ResetSaved();
+        int n = _batch * _time;
+        var savedTargets = _ws.Get("targets", new Shape(n), targets.DType, saved: true);
+        Ops.Copy(targets.Reshape(n), savedTargets);
+        var xf = RunTrunk(ids);
+        var losses = _head.Forward(xf, savedTargets);
+        _savedBytes = _ws.SavedBytes;
+        _canBackward = true;
+        double sum = 0;
+        foreach (double loss in Ops.ToDoubleArray(losses))
+        {
+            sum += loss;
+        }
+        return sum / n;
+    }
+
+    /// <summary>
+    /// Adds d(lossScale · meanLoss)/dθ into <see cref="ParameterStore.Grads"/>. After the head and final norm, after
+    /// each block l (L down to 1), and after the embeddings, calls <paramref name="gradientsReadyFrom"/> with
+    /// <see cref="ParameterStore.LayerStart"/> of that layer: every gradient at slab offsets ≥ it is final.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">no <see cref="Forward"/> since the last backward or <see cref="Logits"/>.</exception>
+    public void Backward(double lossScale = 1.0, Action<long>? gradientsReadyFrom = null)
+    {
+        if (!_canBackward)
+        {
+            throw new InvalidOperationException("Backward needs a Forward first (Logits and a previous Backward discard the saved activations)");
+        }
+        _canBackward = false;
+        int layers = Config.Layers, b = _batch, t = _time, c = Config.Channels, n = b * t;
+        var dtype = Options.ComputeDType;
+        var dFinal = _ws.Get("d.final", new Shape(n, c), dtype);
+        _head.Backward(lossScale, dFinal);
+        var dResidual = _ws.Get("d.residual", new Shape(n, c), dtype);
+        _finalNorm.Backward(dFinal, dResidual, accumulate: false);
+        gradientsReadyFrom?.Invoke(Parameters.LayerStart(layers + 1));
+        var dResidual3 = dResidual.Reshape(b, t, c);
+        for (int l = layers - 1; l >= 0; l--)
+        {
+            if (Options.CheckpointActivations)
+            {
+                _blocks[l].Forward(Residual(l), _ws.Get("recompute.out", new Shape(b, t, c), dtype));
+            }
+            _blocks[l].Backward(dResidual3);
+            gradientsReadyFrom?.Invoke(Parameters.LayerStart(l + 1));
+        }
+        _embedding.Backward(dResidual3);
+        gradientsReadyFrom?.Invoke(Parameters.LayerStart(0));
+    }
+
+    /// <summary>Logits [B, T, V] for ids [B, T] as a new tensor the caller disposes; discards the activations a Backward would need.</summary>
+    public Tensor Logits(Tensor ids)
+    {
+        CheckIds(ids, nameof(ids));
+        _canBackward = false;
+        var xf = RunTrunk(ids);
+        var logits = Ops.Empty(new Shape(_batch, _time, Config.VocabSize), Options.ComputeDType);
+        try
+        {
+            _head.Logits(xf, logits.Reshape(_batch * _time, Config.VocabSize));
+        }
+        catch
+        {
+            logits.Dispose();
+            throw;
+        }
+        return logits;
+    }
+
+    /// <summary>Embeddings, blocks and final norm: returns the normalised [N, C] rows the head reads.</summary>
+    private Tensor RunTrunk(Tensor ids)
+    {
+        int b = _batch, t = _time, c = Config.Channels, n = b * t;
+        var dtype = Options.ComputeDType;
+        var savedIds = _ws.Get("ids", ids.Shape, ids.DType, saved: true);
+        Ops.Copy(ids, savedIds);
+        var x = Residual(0);
+        _embedding.Forward(savedIds, x);
+        for (int l = 0; l < Config.Layers; l++)
+        {
+            _blocks[l].Forward(Residual(l), Residual(l + 1));
+        }
+        var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
+        _finalNorm.Forward(Residual(Config.Layers).Reshape(n, c), xf);
+        return xf;
+    }
+
+    /// <summary>The residual stream before block l (l = L: after the last block), [B, T, C].</summary>
+    private Tensor Residual(int l) =>
+        _ws.Get("residual." + l, new Shape(_batch, _time, Config.Channels), Options.ComputeDType, saved: true);
+
+    private void CheckIds(Tensor ids, string name)
+    {
+        ArgumentNullException.ThrowIfNull(ids, name);
+        if (ids.Rank != 2 || !ids.DType.IsIndex() || ids.Shape[0] < 1 || ids.Shape[1] < 1 || ids.Shape[1] > Config.ContextLength)
+        {
+            throw new ArgumentException($"ids must be I32/I64 [B, T] with 1 ≤ T ≤ {Config.ContextLength}, not {ids.DType} {ids.Shape}", name);
+        }
+        _batch = ids.Shape[0];
+        _time = ids.Shape[1];
+    }
+
+    /// <summary>Frees the parameters, gradients, activations and tables.</summary>
+    public void Dispose()
+    {
+        _ws.Dispose();
+        _rotary?.Dispose();
+        Parameters.Dispose();
+    }
+}
