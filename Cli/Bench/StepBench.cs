@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Hal.Models.Optim;
 using Hal.Models.Training;
 using Hal.Models.Transformer;
 
@@ -129,11 +130,53 @@ internal static class StepBench
     /// <summary>Wall time of each timed step, the device's allocator peak, and the last loss.</summary>
     internal sealed record StepTimes(IReadOnlyList<double> StepSeconds, long PeakDeviceBytes, double LastLoss);
 
-    /// <summary>Builds the model and optimizer on <paramref name="device"/> and times warm-up then timed steps.</summary>
+    /// <summary>
+    /// Builds the model (initialised from the spec's seed) and an AdamW optimizer on <paramref name="device"/>, then runs
+    /// warm-up and timed steps (zero gradients, forward, backward, update) on random token ids drawn from the same seed.
+    /// Each timed step ends with the loss read back to the host, so its wall time covers the device's work.
+    /// </summary>
     private static StepTimes TimeSteps(IDevice device, ModelConfig config, StepBenchSpec spec, TextWriter progress)
     {
-        _ = (device, config, spec, progress, Stopwatch.Frequency);
-        throw new HalException("hal bench step: this build has no transformer model (Hal.Models.Transformer.TransformerModel)");
+        var ops = new Ops(device);
+        var dtype = spec.Precision switch
+        {
+            Precision.Bf16 => DType.BF16,
+            Precision.Fp16 => DType.F16,
+            _ => DType.F32,
+        };
+        using var model = new TransformerModel(ops, config, new TransformerOptions { ComputeDType = dtype });
+        model.Initialize(spec.Seed);
+        using var optimizer = new Optimizer(ops, model.Parameters, new OptimizerOptions { Kind = OptimizerKind.AdamW, Precision = spec.Precision });
+        // Ids [B, T] and targets [B, T] (the ids shifted by one): a window of a random token stream.
+        var random = new Random(unchecked((int)spec.Seed));
+        var stream = new double[(spec.Batch * spec.Seq) + 1];
+        for (int i = 0; i < stream.Length; i++)
+        {
+            stream[i] = random.Next(config.VocabSize);
+        }
+        var shape = new Shape(spec.Batch, spec.Seq);
+        using var ids = ops.FromArray(stream.AsSpan(0, stream.Length - 1), shape, DType.I32);
+        using var targets = ops.FromArray(stream.AsSpan(1), shape, DType.I32);
+        device.Allocator.ResetPeak();
+        var seconds = new List<double>(spec.Steps);
+        double loss = double.NaN;
+        for (int s = 1; s <= spec.WarmupSteps + spec.Steps; s++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            model.Parameters.ZeroGrads(ops);
+            loss = model.Forward(ids, targets);
+            model.Backward(optimizer.LossScale);
+            optimizer.Step(1e-4, s);
+            device.Synchronize();
+            double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            bool timed = s > spec.WarmupSteps;
+            if (timed)
+            {
+                seconds.Add(elapsed);
+            }
+            progress.WriteLine(F($"step: {(timed ? "timed" : "warm-up")} step {s}: {elapsed * 1e3:F1} ms, loss {loss:F4}"));
+        }
+        return new StepTimes(seconds, device.Allocator.Stats.PeakBytesInUse, loss);
     }
 
     private static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

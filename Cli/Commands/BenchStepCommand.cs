@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using Hal.Cli.Bench;
 using Hal.Cli.Training;
 using Hal.Models.Transformer;
@@ -16,6 +18,9 @@ internal static class BenchStepCommand
     internal const int DefaultSeq = 128;
     internal const int DefaultSteps = 5;
     internal const int DefaultWarmup = 2;
+
+    // As Output.Json, without escaping '+' and '*' of the formula (the output is read by programs and people, never embedded in HTML).
+    private static readonly JsonSerializerOptions JsonOptions = new(Output.Json) { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Adds <c>step</c> to <c>hal bench</c>.</summary>
     public static void AddTo(Command bench, GlobalOptions globals)
@@ -64,7 +69,7 @@ internal static class BenchStepCommand
             var result = StepBench.Run(device, spec, parse.InvocationConfiguration.Error);
             if (parse.GetValue(json))
             {
-                Output.WriteJson(stdout, result);
+                stdout.WriteLine(JsonSerializer.Serialize(result, JsonOptions));
             }
             else
             {

@@ -71,4 +71,31 @@ public class BenchStepTests
         Assert.Contains(expected, r.Stderr);
         Assert.Equal("", r.Stdout);
     }
+
+    [Fact]
+    public void StepOnGptTinyPrintsOneJsonObjectWithABaselineRun()
+    {
+        var r = CliRunner.Run("bench", "step", "--model", "gpt-tiny", "--vocab", "64", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup", "1", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        var root = doc.RootElement;
+        var config = ModelConfig.Named("gpt-tiny", 64);
+        Assert.Equal("gpt-tiny", root.GetProperty("model").GetString());
+        Assert.Equal("cpu", root.GetProperty("backend").GetString());
+        Assert.Equal(config.ParameterCount, root.GetProperty("parameters").GetInt64());
+        Assert.Equal(TrainingFlops.PerToken(config, 16), root.GetProperty("flopsPerToken").GetDouble());
+        Assert.Equal(TrainingFlops.Formula, root.GetProperty("flopFormula").GetString());
+        Assert.True(root.GetProperty("peakGflops").GetDouble() > 0);
+        var run = Assert.Single(root.GetProperty("runs").EnumerateArray().ToArray());
+        Assert.Equal("baseline", run.GetProperty("name").GetString());
+        double tokensPerSec = run.GetProperty("tokensPerSec").GetDouble();
+        Assert.True(tokensPerSec > 0, $"tokensPerSec {tokensPerSec}");
+        // gflops is tokens/s × FLOPs per token by definition; the product and quotient round twice (relative 1e-12 is ample).
+        Assert.Equal(tokensPerSec * TrainingFlops.PerToken(config, 16) / 1e9, run.GetProperty("gflops").GetDouble(), 1e-12 * run.GetProperty("gflops").GetDouble());
+        Assert.True(run.GetProperty("peakDeviceBytes").GetInt64() > 0);
+        // Two steps from a random start on 64 tokens: the loss is near ln 64 ≈ 4.16 and finite.
+        double loss = run.GetProperty("lastLoss").GetDouble();
+        Assert.InRange(loss, 2.0, 6.0);
+        Assert.Contains("timed step 3", r.Stderr);
+    }
 }
