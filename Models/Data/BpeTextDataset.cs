@@ -122,7 +122,7 @@ public sealed class BpeTextDataset : ITokenDataset
         }
         else
         {
-            Parallel.For(0, chunks.Count, i =>
+            System.Threading.Tasks.Parallel.For(0, chunks.Count, i =>
             {
                 tokenizers[i] ??= TiktokenTokenizer.CreateForModel("gpt2");
                 encoded[i] = tokenizers[i]!.EncodeToIds(chunks[i]);
