@@ -122,7 +122,8 @@ public sealed partial class TransformerModel : IDisposable
         var dResidual3 = dResidual.Reshape(b, t, c);
         for (int l = layers - 1; l >= 0; l--)
         {
-            if (Options.CheckpointActivations)
+            // The shared block buffers still hold the last block's forward, so only earlier blocks recompute.
+            if (Options.CheckpointActivations && l < layers - 1)
             {
                 _blocks[l].Forward(Residual(l), _ws.Get("recompute.out", new Shape(b, t, c), dtype));
             }
