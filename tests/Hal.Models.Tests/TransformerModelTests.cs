@@ -77,6 +77,7 @@ public sealed class TransformerModelTests
             {
                 loss = model.Forward(ids, targets);
                 savedBytes = model.SavedActivationBytes;
+                Assert.True(model.WorkspaceBytes >= savedBytes, $"workspace {model.WorkspaceBytes} bytes holds less than the saved {savedBytes}");
                 model.Backward();
                 return ops.ToDoubleArray(model.Parameters.Grads);
             }
