@@ -69,6 +69,9 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>Bytes of activations saved by the last <see cref="Forward"/> (for reports).</summary>
     public long SavedActivationBytes => _savedBytes;
 
+    /// <summary>Bytes of every activation and scratch buffer the model holds now (saved activations plus backward scratch).</summary>
+    public long WorkspaceBytes => _ws.TotalBytes;
+
     /// <summary>
     /// Runs the forward on ids and targets [B, T] (I32, T ≤ ContextLength) and keeps what backward needs. Returns the
     /// mean cross-entropy over the B·T tokens (a negative target contributes 0 but counts in the denominator).
@@ -122,7 +125,8 @@ public sealed partial class TransformerModel : IDisposable
         var dResidual3 = dResidual.Reshape(b, t, c);
         for (int l = layers - 1; l >= 0; l--)
         {
-            if (Options.CheckpointActivations)
+            // The shared block buffers still hold the last block's forward, so only earlier blocks recompute.
+            if (Options.CheckpointActivations && l < layers - 1)
             {
                 _blocks[l].Forward(Residual(l), _ws.Get("recompute.out", new Shape(b, t, c), dtype));
             }

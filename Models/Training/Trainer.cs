@@ -1,0 +1,389 @@
+using System.Diagnostics;
+using Hal.Collectives.InProcess;
+using Hal.Models.Checkpoints;
+using Hal.Models.Data;
+using Hal.Models.Optim;
+using Hal.Models.Transformer;
+using Hal.Parallel;
+
+namespace Hal.Models.Training;
+
+// Legend: B global batch (sequences), b = B/dp per rank, m = b/GradAccum per micro-batch, T sequence length.
+
+/// <summary>
+/// The training loop as a story: open the data, build the model on every rank's device, then per step
+/// zero-grad, forward and backward each micro-batch (the last one's backward overlapping the gradient all-reduce),
+/// update, log, checkpoint. The same job runs on one device or on dp ranks (threads in this process, or one
+/// process per rank under mpirun) and gives the same loss: each rank takes its slice of the same global batch.
+/// </summary>
+public static class Trainer
+{
+    /// <summary>Runs a training job.</summary>
+    /// <param name="config">what to train.</param>
+    /// <param name="devices">one device per in-process rank (<paramref name="world"/> null), or this process's device.</param>
+    /// <param name="world">the MPI world when this process is one rank of many; null to run every rank here.</param>
+    /// <param name="observer">receives start, steps, messages and end (from rank 0, on one thread).</param>
+    /// <param name="cancellationToken">stops between steps.</param>
+    /// <exception cref="TrainConfigException">the configuration cannot run (before any work).</exception>
+    public static TrainEnd Run(TrainConfig config, IReadOnlyList<IDevice> devices, ICommunicator? world, ITrainingObserver observer, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(devices);
+        ArgumentNullException.ThrowIfNull(observer);
+        int dp = world?.Size ?? devices.Count;
+        if (devices.Count == 0)
+        {
+            throw new TrainConfigException("no device to train on");
+        }
+        if (world is not null && devices.Count != 1)
+        {
+            throw new TrainConfigException($"a rank of a {world.Size}-process world trains on one device, not {devices.Count}");
+        }
+        if (config.Dp != dp)
+        {
+            throw new TrainConfigException($"--dp {config.Dp} but {dp} rank(s) are running; give --dp {dp}");
+        }
+        using var dataset = TokenDatasets.Open(config.Data, config.Seed);
+        var job = Plan(config, dataset, devices[0]);
+        TrainEnd? end = null;
+        if (world is not null)
+        {
+            end = RunRank(job, devices[0], world, observer, cancellationToken);
+        }
+        else if (dp == 1)
+        {
+            end = RunRank(job, devices[0], null, observer, cancellationToken);
+        }
+        else
+        {
+            InProcessWorld.Run(devices, comm =>
+            {
+                var result = RunRank(job, devices[comm.Rank], comm, comm.Rank == 0 ? observer : NullObserver.Instance, cancellationToken);
+                if (comm.Rank == 0)
+                {
+                    end = result;
+                }
+            });
+        }
+        return end ?? throw new InvalidOperationException("rank 0 produced no result");
+    }
+
+    /// <summary>Bytes per rank the configuration needs (model states exactly, activations estimated).</summary>
+    /// <exception cref="TrainConfigException">an unknown model name.</exception>
+    public static ModelFootprint Estimate(TrainConfig config, int vocabSize)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var model = ResolveModel(config, vocabSize);
+        return Estimate(model, config);
+    }
+
+    private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
+    {
+        long n = model.ParameterCount;
+        int computeBytes = config.Precision == Precision.Fp32 ? 4 : 2;
+        bool sixteen = config.Precision != Precision.Fp32;
+        long optimizerElements = config.Optimizer is OptimizerKind.AdamW or OptimizerKind.Lamb ? 2 * n : n;
+        // 16-bit compute keeps an fp32 master copy and an fp32 gradient copy beside the optimizer's states.
+        long optimizerBytes = (optimizerElements * 4) + (sixteen ? 8 * n : 0);
+        // Activations kept per token: about 24·C values per block (norm outputs, q/k/v and their head-major copies,
+        // attention output, MLP hidden before and after the activation, residuals) and the logits with their gradient.
+        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq;
+        long perTokenValues = config.CheckpointActivations
+            ? (model.Layers * (long)model.Channels) + (24L * model.Channels) + (2L * model.VocabSize)
+            : (model.Layers * 24L * model.Channels) + (2L * model.VocabSize);
+        return new ModelFootprint(n, n * computeBytes, n * computeBytes, optimizerBytes, tokens * perTokenValues * computeBytes);
+    }
+
+    private sealed record Job(TrainConfig Config, ModelConfig Model, ITokenDataset Dataset, string? ResumeDir, int RowsPerRank, int RowsPerMicro);
+
+    private static Job Plan(TrainConfig config, ITokenDataset dataset, IDevice device)
+    {
+        if (config.Steps < 1)
+        {
+            throw new TrainConfigException($"--steps must be at least 1, not {config.Steps}");
+        }
+        if (config.Batch < 1 || config.Seq < 1 || config.GradAccum < 1)
+        {
+            throw new TrainConfigException("--batch, --seq and --grad-accum must be positive");
+        }
+        if (config.Batch % (config.Dp * config.GradAccum) != 0)
+        {
+            throw new TrainConfigException($"--batch {config.Batch} is not divisible by dp × grad-accum = {config.Dp * config.GradAccum}; give a multiple of it");
+        }
+        if (!(config.LearningRate > 0) || !double.IsFinite(config.LearningRate))
+        {
+            throw new TrainConfigException($"--lr must be a positive finite number, not {config.LearningRate}");
+        }
+        string? resume = config.ResumeDir is null ? null : Checkpoint.Resolve(config.ResumeDir);
+        var model = resume is not null ? Checkpoint.ReadConfig(resume) : ResolveModel(config, dataset.VocabSize);
+        try
+        {
+            model.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new TrainConfigException(e.Message);
+        }
+        if (dataset.VocabSize > model.VocabSize)
+        {
+            throw new TrainConfigException($"the data's vocabulary ({dataset.VocabSize}) is larger than model '{model.Name}''s ({model.VocabSize}); pick a model with a vocabulary of at least {dataset.VocabSize}");
+        }
+        if (config.Seq > model.ContextLength)
+        {
+            throw new TrainConfigException($"--seq {config.Seq} is longer than model '{model.Name}''s context of {model.ContextLength}; give --seq {model.ContextLength} or less");
+        }
+        if (dataset.Length < config.Seq + 1)
+        {
+            throw new TrainConfigException($"the data has {dataset.Length} tokens, fewer than one window of --seq {config.Seq} + 1");
+        }
+        var footprint = Estimate(model, config);
+        long? limit = config.DeviceMemoryBytes ?? device.Allocator.Stats.LimitBytes;
+        if (limit is { } l && footprint.TotalBytes > l)
+        {
+            throw new TrainConfigException(
+                $"model '{model.Name}' needs about {Mib(footprint.TotalBytes)} per rank (parameters {Mib(footprint.ParameterBytes)}, gradients {Mib(footprint.GradientBytes)}, " +
+                $"optimizer {Mib(footprint.OptimizerBytes)}, activations {Mib(footprint.ActivationBytes)}) but the device limit is {Mib(l)}; " +
+                "use a smaller --batch or --seq, --checkpoint-activations, more --dp ranks, --precision bf16, or a larger --device-memory");
+        }
+        int rows = config.Batch / config.Dp;
+        return new Job(config, model, dataset, resume, rows, rows / config.GradAccum);
+    }
+
+    private static ModelConfig ResolveModel(TrainConfig config, int vocabSize)
+    {
+        if (config.InitDir is { } dir)
+        {
+            return HuggingFace.ReadConfig(dir);
+        }
+        try
+        {
+            return ModelConfig.Named(config.Model, vocabSize);
+        }
+        catch (ArgumentException e)
+        {
+            throw new TrainConfigException(e.Message);
+        }
+    }
+
+    private static string Mib(long bytes) => $"{bytes / (1024.0 * 1024.0):F1} MiB";
+
+    private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
+    {
+        var config = job.Config;
+        var ops = new Ops(device);
+        int rank = comm?.Rank ?? 0;
+        int dp = comm?.Size ?? 1;
+        var computeDType = config.Precision switch
+        {
+            Precision.Bf16 => DType.BF16,
+            Precision.Fp16 => DType.F16,
+            _ => DType.F32,
+        };
+        using var model = new TransformerModel(ops, job.Model, new TransformerOptions { ComputeDType = computeDType, CheckpointActivations = config.CheckpointActivations });
+        var store = model.Parameters;
+        model.Initialize(config.Seed);
+        if (config.InitDir is { } initDir && job.ResumeDir is null)
+        {
+            HuggingFace.LoadWeights(initDir, store, ops);
+        }
+        using var optimizer = new Optimizer(ops, store, new OptimizerOptions
+        {
+            Kind = config.Optimizer,
+            WeightDecay = config.WeightDecay,
+            Clip = config.Clip,
+            Precision = config.Precision,
+        });
+        optimizer.SyncMasterFromParams();
+        var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
+        var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
+        var losses = new List<double>(config.Steps);
+        long startStep = 1;
+        long updates = 0;
+        if (job.ResumeDir is { } resumeDir)
+        {
+            var state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer), OptimizerTensors(optimizer), ops);
+            optimizer.LoadScalarState(state.OptimizerScalars);
+            updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
+            loader.Seek(state.BatchesDrawn);
+            losses.AddRange(state.Losses);
+            startStep = state.Step + 1;
+            if (computeDType != DType.F32)
+            {
+                // The checkpoint holds the fp32 master weights; the 16-bit parameters are their rounding.
+                optimizer.SyncParamsFromMaster();
+            }
+            if (rank == 0)
+            {
+                observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
+            }
+        }
+        if (comm is not null && computeDType == DType.F32)
+        {
+            // Every rank built the same weights from the same seed and files; the broadcast makes it a guarantee.
+            // (16-bit runs keep fp32 masters that are equal by the same construction and are not re-derived.)
+            DataParallel.BroadcastParameters(comm, store.Params);
+        }
+        using var bucketer = comm is not null ? new GradientBucketer(comm, store.Grads) : null;
+
+        if (rank == 0)
+        {
+            observer.OnStart(new TrainStart(job.Model.Name, job.Model.ParameterCount, device.Id.ToString(), dp, job.Dataset.EntropyRateNats,
+                config.Steps, config.Batch, config.Seq, job.Dataset.Description, config.Precision.ToString().ToLowerInvariant(),
+                config.Optimizer.ToString().ToLowerInvariant(), startStep));
+        }
+
+        int tokensPerStep = config.Batch * config.Seq;
+        var globalInputs = new int[tokensPerStep];
+        var globalTargets = new int[tokensPerStep];
+        int microTokens = job.RowsPerMicro * config.Seq;
+        var microValues = new double[microTokens];
+        var microShape = new Shape(job.RowsPerMicro, config.Seq);
+        using var ids = ops.Empty(microShape, DType.I32);
+        using var targets = ops.Empty(microShape, DType.I32);
+        long skipped = 0;
+        string? lastCheckpoint = null;
+        var runClock = Stopwatch.StartNew();
+        double smoothedTokensPerSec = 0;
+        long stepsRun = 0;
+        for (long step = startStep; step <= config.Steps; step++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var stepClock = Stopwatch.StartNew();
+            loader.Next(globalInputs, globalTargets);
+            store.ZeroGrads(ops);
+            double lossSum = 0;
+            for (int micro = 0; micro < config.GradAccum; micro++)
+            {
+                int first = ((rank * job.RowsPerRank) + (micro * job.RowsPerMicro)) * config.Seq;
+                Upload(ops, globalInputs.AsSpan(first, microTokens), microValues, ids);
+                Upload(ops, globalTargets.AsSpan(first, microTokens), microValues, targets);
+                lossSum += model.Forward(ids, targets);
+                double gradScale = optimizer.LossScale / config.GradAccum;
+                if (bucketer is not null && micro == config.GradAccum - 1)
+                {
+                    bucketer.BeginBackward();
+                    model.Backward(gradScale, bucketer.GradientsReadyFrom);
+                    bucketer.FinishBackward();
+                }
+                else
+                {
+                    model.Backward(gradScale);
+                }
+            }
+            double loss = lossSum / config.GradAccum;
+            if (comm is not null)
+            {
+                loss = DataParallel.AverageScalar(comm, ops, loss);
+            }
+            double lr = schedule.At(step);
+            var outcome = optimizer.Step(lr, updates + 1);
+            if (outcome.Skipped)
+            {
+                skipped++;
+                if (rank == 0)
+                {
+                    observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
+                }
+            }
+            else
+            {
+                updates++;
+            }
+            device.Synchronize();
+            losses.Add(loss);
+            stepsRun++;
+            double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
+            // The first step pays for kernel compilation and allocation; average the rest.
+            smoothedTokensPerSec = stepsRun <= 2 ? tokensPerSec : (0.9 * smoothedTokensPerSec) + (0.1 * tokensPerSec);
+            if (rank == 0)
+            {
+                observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
+            }
+            bool last = step == config.Steps;
+            if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
+            {
+                if (rank == 0)
+                {
+                    var scalars = new Dictionary<string, double>(optimizer.ScalarState) { ["updates"] = updates };
+                    var state = new CheckpointState
+                    {
+                        Step = step,
+                        BatchesDrawn = loader.BatchesDrawn,
+                        Seed = config.Seed,
+                        Model = job.Model.Name,
+                        Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
+                        Precision = config.Precision.ToString().ToLowerInvariant(),
+                        Dp = dp,
+                        OptimizerScalars = scalars,
+                        Losses = [.. losses],
+                    };
+                    lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, optimizer), OptimizerTensors(optimizer), state, ops);
+                    observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                }
+                comm?.Barrier();
+            }
+        }
+        long peak = device.Allocator.Stats.PeakBytesInUse;
+        if (comm is not null)
+        {
+            peak = (long)MaxScalar(comm, ops, peak);
+        }
+        double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
+        int k = Math.Max(1, losses.Count / 10);
+        double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
+        var end = new TrainEnd(finalLoss, overallTokensPerSec, peak, config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed);
+        if (rank == 0)
+        {
+            observer.OnEnd(end);
+        }
+        return end;
+    }
+
+    /// <summary>The model's tensors by Hugging Face name as a checkpoint holds them (fp32: the parameters; 16-bit: the fp32 master copies).</summary>
+    private static List<NamedTensor> ModelTensors(Nn.ParameterStore store, Optimizer optimizer)
+    {
+        var masters = optimizer.StateTensors.Where(s => s.Name.EndsWith(".master", StringComparison.Ordinal))
+            .ToDictionary(s => s.Name[..^".master".Length], s => s.Tensor, StringComparer.Ordinal);
+        return [.. store.Infos.Select((info, i) => new NamedTensor(info.Name, masters.TryGetValue(info.Name, out var m) ? m : store.Param(i)))];
+    }
+
+    private static List<NamedTensor> OptimizerTensors(Optimizer optimizer) =>
+        [.. optimizer.StateTensors.Where(s => !s.Name.EndsWith(".master", StringComparison.Ordinal)).Select(s => new NamedTensor(s.Name, s.Tensor))];
+
+    private static void Upload(Ops ops, ReadOnlySpan<int> tokens, double[] scratch, Tensor dst)
+    {
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            scratch[i] = tokens[i];
+        }
+        ops.Upload(scratch, dst);
+    }
+
+    private static double MaxScalar(ICommunicator comm, Ops ops, double value)
+    {
+        using var t = ops.FromArray([value], new Shape(1), DType.F64);
+        comm.AllReduce(t, t, ReduceOp.Max);
+        return ops.ToDoubleArray(t)[0];
+    }
+
+    private sealed class NullObserver : ITrainingObserver
+    {
+        public static readonly NullObserver Instance = new();
+
+        public void OnStart(TrainStart start)
+        {
+        }
+
+        public void OnStep(TrainStep step)
+        {
+        }
+
+        public void OnMessage(string message)
+        {
+        }
+
+        public void OnEnd(TrainEnd end)
+        {
+        }
+    }
+}
