@@ -98,8 +98,8 @@ internal static class TrainCommand
     {
         var stdout = parse.InvocationConfiguration.Output;
         using var interrupt = new CancellationTokenSource();
-        // The first Ctrl+C asks the trainer to stop at the next step (the log and plot are still written); a second one
-        // ends the process as usual.
+        // The first Ctrl+C asks the trainer to stop before the next step (the JSON-lines log keeps every step so far); a
+        // second one ends the process as usual.
         ConsoleCancelEventHandler onCtrlC = (_, e) =>
         {
             if (!interrupt.IsCancellationRequested)
@@ -195,7 +195,7 @@ internal static class TrainCommand
         {
             return run(config, devices, world, observer, cancellationToken);
         }
-        throw new HalException("hal train: this build has no trainer (Hal.Models.Training.Trainer)");
+        return Trainer.Run(config, devices, world, observer, cancellationToken);
     }
 
     private static Option<string?> Choice(string name, IEnumerable<string> values, string description)

@@ -42,8 +42,9 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         _totalSteps = start.Steps;
         _startStep = start.StartStep;
         _clock.Restart();
-        string entropy = start.CorpusEntropy is { } h ? F($", corpus entropy {h:F4} nats/token") : "";
-        string resumed = start.StartStep > 0 ? F($", resuming after step {start.StartStep}") : "";
+        string entropy = start.CorpusEntropy is { } h && !start.Data.Contains("entropy", StringComparison.Ordinal) ? F($", corpus entropy {h:F4} nats/token") : "";
+        // StartStep is the first step this run makes: 1, or the step after a resumed checkpoint's.
+        string resumed = start.StartStep > 1 ? F($", resuming at step {start.StartStep}") : "";
         WriteLine(F($"training {start.Model} ({start.Parameters:N0} parameters) on {start.Backend} × {start.Dp}: {start.Precision}, {start.Optimizer}, ") +
             F($"batch {start.Batch} × seq {start.Seq}, {start.Steps} steps, data {start.Data}{entropy}{resumed}"));
     }
@@ -95,7 +96,7 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
 
     private string Eta(long step)
     {
-        long done = step - _startStep;
+        long done = step - Math.Max(1, _startStep) + 1;
         long left = _totalSteps - step;
         if (done <= 0 || left < 0)
         {

@@ -39,8 +39,8 @@ internal sealed class LossPlotObserver(string path, int widthPixels = LossPlotOb
         ArgumentNullException.ThrowIfNull(end);
         if (_points.Count == 0)
         {
-            // A trainer that reports only the end still has the losses; number them after the start step.
-            long first = (_start?.StartStep ?? 0) + 1;
+            // A trainer that reports only the end still has the losses; number them from the run's first step.
+            long first = Math.Max(1, _start?.StartStep ?? 1);
             for (int i = 0; i < end.Losses.Count; i++)
             {
                 _points.Add((first + i, end.Losses[i]));

@@ -111,7 +111,10 @@ internal sealed record TrainArguments
             string model = c.InitDir is null ? $"model '{c.Model}'" : $"the model in {c.InitDir}";
             throw new UsageException($"--seq {c.Seq} is longer than the context of {model} ({contextLength} tokens); use --seq {contextLength} or less");
         }
-        NonNegativeFinite("--lr", c.LearningRate);
+        if (!(c.LearningRate > 0) || !double.IsFinite(c.LearningRate))
+        {
+            throw new UsageException($"--lr {c.LearningRate.ToString(CultureInfo.InvariantCulture)}: must be a positive finite number");
+        }
         NonNegativeFinite("--weight-decay", c.WeightDecay);
         NonNegativeFinite("--clip", c.Clip);
         if (c.WarmupSteps < 0)

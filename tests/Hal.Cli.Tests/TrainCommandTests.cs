@@ -19,9 +19,10 @@ public sealed class TrainCommandTests : IDisposable
     [InlineData("--seq 65 is longer than the context of model 'gpt-tiny' (64 tokens)", "--seq", "65")]
     [InlineData("--seq 257 is longer than the context of model 'gpt2-small' (256 tokens)", "--model", "gpt2-small", "--seq", "257")]
     [InlineData("--steps 0: must be at least 1", "--steps", "0")]
-    [InlineData("--lr -0.1: must be a finite number ≥ 0", "--lr", "-0.1")]
-    [InlineData("--lr NaN: must be a finite number ≥ 0", "--lr", "NaN")]
-    [InlineData("--lr Infinity: must be a finite number ≥ 0", "--lr", "Infinity")]
+    [InlineData("--lr -0.1: must be a positive finite number", "--lr", "-0.1")]
+    [InlineData("--lr 0: must be a positive finite number", "--lr", "0")]
+    [InlineData("--lr NaN: must be a positive finite number", "--lr", "NaN")]
+    [InlineData("--lr Infinity: must be a positive finite number", "--lr", "Infinity")]
     [InlineData("--clip -1: must be a finite number ≥ 0", "--clip", "-1")]
     [InlineData("--weight-decay -0.01: must be a finite number ≥ 0", "--weight-decay", "-0.01")]
     [InlineData("--plot loss.jpg: the plot is a PNG image; give a file name ending in .png", "--plot", "loss.jpg")]
@@ -138,6 +139,48 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void TrainEndToEndWritesTheJsonLinesContract()
+    {
+        string log = Path.Combine(_dir, "run.jsonl");
+        var r = CliRunner.Run("train", "--steps", "3", "--batch", "2", "--seq", "16", "--log-every", "1", "--json-log", log, "--device-memory", "512MiB");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var lines = File.ReadAllLines(log).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.Equal(5, lines.Length);
+        Assert.Equal("start", lines[0].GetProperty("event").GetString());
+        Assert.Equal("gpt-tiny", lines[0].GetProperty("model").GetString());
+        Assert.Equal(1, lines[0].GetProperty("dp").GetInt32());
+        // The synthetic corpus has a known entropy rate, in nats/token: positive and below ln(vocabulary).
+        double entropy = lines[0].GetProperty("corpusEntropy").GetDouble();
+        Assert.True(entropy > 0, $"corpusEntropy {entropy}");
+        for (int s = 1; s <= 3; s++)
+        {
+            var step = lines[s];
+            Assert.Equal(s, step.GetProperty("step").GetInt64());
+            Assert.True(double.IsFinite(step.GetProperty("loss").GetDouble()));
+            Assert.True(step.GetProperty("lr").GetDouble() > 0);
+            Assert.True(step.GetProperty("tokensPerSec").GetDouble() > 0);
+            Assert.True(step.GetProperty("gradNorm").GetDouble() > 0);
+        }
+        var end = lines[4];
+        Assert.Equal("end", end.GetProperty("event").GetString());
+        Assert.Equal(3, end.GetProperty("steps").GetInt64());
+        Assert.True(end.GetProperty("peakDeviceBytes").GetInt64() > 0);
+        Assert.Contains("step 3/3", r.Stdout);
+        Assert.Contains("done: 3 steps, final loss ", r.Stdout);
+        Assert.Contains(", corpus entropy ", r.Stdout);
+    }
+
+    [Fact]
+    public void TrainReportsAnOutOfMemoryLimitWithItsNumbers()
+    {
+        var r = CliRunner.Run("train", "--steps", "1", "--device-memory", "4KiB");
+        Assert.Equal(2, r.ExitCode);
+        Assert.StartsWith("hal: model 'gpt-tiny' needs about ", r.Stderr);
+        Assert.Contains("or a larger --device-memory", r.Stderr);
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
     public void ACancellationThatIsNotCtrlCIsAnInternalError()
     {
         var r = WithTrainer((_, _, _, _, _) => throw new OperationCanceledException(), "train", "--steps", "1");
@@ -162,7 +205,7 @@ public sealed class TrainCommandTests : IDisposable
     /// <summary>Reports a run with the given losses, as a trainer would, on a corpus of entropy 2 nats.</summary>
     internal static TrainEnd FakeRun(TrainConfig config, ITrainingObserver observer, double[] losses)
     {
-        observer.OnStart(new TrainStart(config.Model, 1000, "cpu", config.Dp, 2.0, losses.Length, config.Batch, config.Seq, config.Data, "fp32", "adamw", 0));
+        observer.OnStart(new TrainStart(config.Model, 1000, "cpu", config.Dp, 2.0, losses.Length, config.Batch, config.Seq, config.Data, "fp32", "adamw", 1));
         for (int i = 0; i < losses.Length; i++)
         {
             observer.OnStep(new TrainStep(i + 1, losses[i], 1e-3, 1000, 0.5, false, 1));

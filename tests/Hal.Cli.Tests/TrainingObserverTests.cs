@@ -7,7 +7,7 @@ namespace Hal.Cli.Tests;
 /// <summary>The observers of <c>hal train</c>: JSON lines (contract fields, null for non-finite numbers), console lines, the loss plot.</summary>
 public sealed class TrainingObserverTests : IDisposable
 {
-    private static readonly TrainStart Start = new("gpt-tiny", 123_456, "cpu", 2, 2.5, 4, 8, 64, "synthetic", "fp32", "adamw", 0);
+    private static readonly TrainStart Start = new("gpt-tiny", 123_456, "cpu", 2, 2.5, 4, 8, 64, "synthetic", "fp32", "adamw", 1);
 
     private readonly string _dir = Directory.CreateTempSubdirectory("hal-observers-").FullName;
 
