@@ -106,10 +106,26 @@ public sealed class TrainCommandTests : IDisposable
         Assert.NotNull(seen);
         var expected = new TrainConfig
         {
-            Model = "llama-tiny", Dp = 2, Precision = Precision.Bf16, Optimizer = OptimizerKind.Lamb, LearningRate = 0.01,
-            Schedule = ScheduleKind.Constant, WarmupSteps = 5, WeightDecay = 0.1, Clip = 0, Steps = 3, Batch = 12, Seq = 32,
-            GradAccum = 3, Seed = 42, Shuffle = true, OutDir = _dir, CheckpointEvery = 2, CheckpointActivations = true,
-            LogEvery = 1, DeviceMemoryBytes = 64L << 20,
+            Model = "llama-tiny",
+            Dp = 2,
+            Precision = Precision.Bf16,
+            Optimizer = OptimizerKind.Lamb,
+            LearningRate = 0.01,
+            Schedule = ScheduleKind.Constant,
+            WarmupSteps = 5,
+            WeightDecay = 0.1,
+            Clip = 0,
+            Steps = 3,
+            Batch = 12,
+            Seq = 32,
+            GradAccum = 3,
+            Seed = 42,
+            Shuffle = true,
+            OutDir = _dir,
+            CheckpointEvery = 2,
+            CheckpointActivations = true,
+            LogEvery = 1,
+            DeviceMemoryBytes = 64L << 20,
         };
         Assert.Equal(expected, seen);
         Assert.Equal(2, deviceCount);
