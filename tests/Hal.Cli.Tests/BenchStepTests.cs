@@ -73,6 +73,17 @@ public class BenchStepTests
     }
 
     [Fact]
+    public void HelpListsTheOptions()
+    {
+        var r = CliRunner.Run("bench", "step", "--help");
+        Assert.Equal(0, r.ExitCode);
+        foreach (string option in new[] { "--model", "--backend", "--batch", "--seq", "--steps", "--warmup", "--precision", "--json" })
+        {
+            Assert.Contains(option, r.Stdout);
+        }
+    }
+
+    [Fact]
     public void StepOnGptTinyPrintsOneJsonObjectWithABaselineRun()
     {
         var r = CliRunner.Run("bench", "step", "--model", "gpt-tiny", "--vocab", "64", "--batch", "2", "--seq", "16", "--steps", "2", "--warmup", "1", "--json");

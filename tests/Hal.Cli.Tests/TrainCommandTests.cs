@@ -79,6 +79,25 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void UnderMpirunDpMustEqualTheWorldSize()
+    {
+        var args = new Training.TrainArguments { Config = new TrainConfig { Dp = 2, Batch = 8 }, DpGiven = true };
+        var e = Assert.Throws<UsageException>(() => args.Validate(worldSize: 4));
+        Assert.Equal("--dp 2 differs from the 4 processes mpirun started; under mpirun omit --dp or give -np's value", e.Message);
+        (args with { Config = args.Config with { Dp = 4 } }).Validate(worldSize: 4);
+    }
+
+    [Theory]
+    [InlineData("{\"n_positions\": 1024}", 1024)]
+    [InlineData("{\"max_position_embeddings\": 2048, \"model_type\": \"llama\"}", 2048)]
+    [InlineData("{\"model_type\": \"gpt2\"}", int.MaxValue)]
+    public void InitContextLengthComesFromConfigJson(string json, int expected)
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.json"), json);
+        Assert.Equal(expected, Training.TrainArguments.InitContextLength(_dir));
+    }
+
+    [Fact]
     public void InitDirectoryWithoutConfigIsAUsageError()
     {
         var r = CliRunner.Run("train", "--init", _dir);
