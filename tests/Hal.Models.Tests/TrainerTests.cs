@@ -78,6 +78,42 @@ public sealed class TrainerTests
         }
     }
 
+    [Fact]
+    public void InitFromACheckpointDirectoryStartsFromItsWeights()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "hal-init-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            Train(Tiny with { Steps = 3, OutDir = dir }, 1);
+            string stepDir = Path.Combine(dir, "step-00000003");
+            var started = Train(Tiny with { InitDir = stepDir, Steps = 2 }, 1);
+
+            // The first loss of the new run is the loss of the checkpoint's weights on the first batch, computed here
+            // without the trainer: Hugging Face loading, the loader's first batch, one forward.
+            using var device = new CpuBackend().Open(0);
+            var ops = new Ops(device);
+            using var model = new Transformer.TransformerModel(ops, Checkpoints.HuggingFace.ReadConfig(stepDir));
+            Checkpoints.HuggingFace.LoadWeights(stepDir, model.Parameters, ops);
+            using var data = Data.TokenDatasets.Open("synthetic", Tiny.Seed);
+            var loader = new Data.BatchLoader(data, Tiny.Batch, Tiny.Seq, shuffle: false, Tiny.Seed);
+            var inputs = new int[Tiny.Batch * Tiny.Seq];
+            var targets = new int[inputs.Length];
+            loader.Next(inputs, targets);
+            var shape = new Shape(Tiny.Batch, Tiny.Seq);
+            using var ids = ops.FromArray(Array.ConvertAll(inputs, t => (double)t), shape, DType.I32);
+            using var tgt = ops.FromArray(Array.ConvertAll(targets, t => (double)t), shape, DType.I32);
+            double expected = model.Forward(ids, tgt);
+            Assert.Equal(expected, started.Losses[0]);
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
     [Theory]
     [InlineData(Precision.Bf16, "llama-tiny")]
     [InlineData(Precision.Fp16, "gpt-tiny")]
