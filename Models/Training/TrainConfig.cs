@@ -26,8 +26,10 @@ public enum ScheduleKind
 }
 
 /// <summary>
-/// Everything a training run needs, as <c>hal train</c> spells it. Defaults: gpt-tiny on the synthetic corpus, a few
-/// hundred steps that reach the corpus's entropy in under two minutes on this project's CI machine.
+/// Everything a training run needs, as <c>hal train</c> spells it. Defaults: gpt-tiny on the synthetic corpus, 400
+/// steps of 32×64 tokens that close about 90% of the gap between uniform guessing and the corpus's entropy in well
+/// under two minutes on a 2-core CPU (the corpus needs attention to the previous token, which takes ~100 steps to
+/// form; a sweep of learning rate, batch and steps chose these).
 /// </summary>
 public sealed record TrainConfig
 {
@@ -60,10 +62,10 @@ public sealed record TrainConfig
     /// <summary>Global-norm gradient clipping threshold; 0 turns clipping off.</summary>
     public double Clip { get; init; } = 1.0;
 
-    public int Steps { get; init; } = 300;
+    public int Steps { get; init; } = 400;
 
     /// <summary>Global batch in sequences (each of <see cref="Dp"/> ranks takes Batch/Dp).</summary>
-    public int Batch { get; init; } = 8;
+    public int Batch { get; init; } = 32;
 
     /// <summary>Sequence length (≤ the model's context).</summary>
     public int Seq { get; init; } = 64;
