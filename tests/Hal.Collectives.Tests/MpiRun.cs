@@ -39,6 +39,33 @@ internal static class MpiRun
     /// </summary>
     public static Result RunCli(int ranks, string[] args, TimeSpan timeout) => RunDll(ranks, BuiltPath("Cli", "Hal.Cli.dll"), args, timeout, term: "xterm");
 
+    /// <summary>Runs <c>dotnet Hal.Cli.dll ARGS</c> as one ordinary process (no mpirun), for comparisons with an MPI run.</summary>
+    public static Result RunLocalCli(string[] args, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in (string[])[BuiltPath("Cli", "Hal.Cli.dll"), .. args])
+        {
+            start.ArgumentList.Add(arg);
+        }
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            Assert.Fail($"hal {string.Join(' ', args)} did not finish within {timeout.TotalSeconds} s; output so far:\n{stdout.Result}\n{stderr.Result}");
+        }
+        process.WaitForExit();
+        string output = stdout.Result + stderr.Result;
+        return new Result(process.ExitCode, output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries), output);
+    }
+
     private static Result RunDll(int ranks, string dll, string[] args, TimeSpan timeout, string term)
     {
         string scenario = string.Join(' ', args);
