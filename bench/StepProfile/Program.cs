@@ -7,6 +7,7 @@ using Hal.StepProfile;
 
 // Legend: ids/targets [B, T] I32; one step = forward + backward + AdamW over the whole parameter store (F32).
 // Usage: Hal.StepProfile [model=gpt2-small] [batch=4] [time=256] [steps=3] [noprof]
+//        Hal.StepProfile gemm [batch=4] [time=256] [repeats=3]   (the three LM-head GEMMs alone)
 
 string name = args.Length > 0 ? args[0] : "gpt2-small";
 int batch = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 4;
@@ -15,6 +16,11 @@ int steps = args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInf
 bool profile = !args.Contains("noprof");
 
 var device = new CpuBackend().Open(0);
+if (name == "gemm")
+{
+    GemmShapes.Run(new Ops(device), batch * time, steps);
+    return;
+}
 var timing = TimingKernels.Create(device.Kernels);
 var timer = (TimingKernels)(object)timing;
 var ops = profile ? new Ops(device, timing) : new Ops(device);
