@@ -43,6 +43,10 @@ internal sealed partial class CpuKernels
         {
             AttentionBackwardCore<double>(q, k, v, output, lse, dOutput, causal, scale, dq, dk, dv);
         }
+        else if (k.Shape[2] <= AttentionGemmMaxKeys)
+        {
+            AttentionBackwardBlockedF32(q, k, v, output, lse, dOutput, causal, (float)scale, dq, dk, dv);
+        }
         else
         {
             AttentionBackwardCore<float>(q, k, v, output, lse, dOutput, causal, scale, dq, dk, dv);
