@@ -26,6 +26,10 @@ internal sealed partial class CpuKernels
         {
             AttentionForward<double>(q, k, v, causal, scale, output, lse);
         }
+        else if (k.Shape[2] <= AttentionGemmMaxKeys)
+        {
+            AttentionForwardBlockedF32(q, k, v, causal, (float)scale, output, lse);
+        }
         else
         {
             AttentionForward<float>(q, k, v, causal, scale, output, lse);

@@ -4,9 +4,11 @@ using Hal.Backends.Cpu.Gemm;
 
 namespace Hal.Backends.Cpu;
 
-// F32 attention backward as small GEMMs per block of query rows, instead of one dot product per (query, key).
-// Legend: as CpuKernels.Attention.cs; per query block of R rows [i0, i0 + R) that together see keys [0, n):
-// S, P, dP, dS [R, n] scratch; Q, dO, dQ rows [R, D]; K, V, dK, dV rows [n, D].
+// F32 attention forward and backward as small GEMMs per block of query rows, instead of one dot product per
+// (query, key). Legend: as CpuKernels.Attention.cs; per query block of R rows [i0, i0 + R) that together see keys
+// [0, n): S, P, dP, dS [R, n] scratch; Q, O, dO, dQ rows [R, D]; K, V, dK, dV rows [n, D].
+// Forward: S = scale·Q·Kᵀ, per row m = max, p = exp(s − m) on visible keys (0 elsewhere), l = Σp, O = (P·V)/l,
+// lse = m + log l.
 // S = scale·Q·Kᵀ, P = exp(S − lse) on visible keys (0 elsewhere), dP = dO·Vᵀ, dS = scale·P∘(dP − rowsum(dO∘O)),
 // dQ = dS·K, dV += Pᵀ·dO, dK += dSᵀ·Q.
 internal sealed partial class CpuKernels
@@ -30,6 +32,95 @@ internal sealed partial class CpuKernels
         {
             CpuGemm.Run<float, F32Kernel6x16, F32Loader>(opA, opB, c, ldc, m, n, k, alpha, beta, null, threads, F32Blocking);
         }
+    }
+
+    /// <summary>The blocked F32 forward; one work item per (batch, query head).</summary>
+    private unsafe void AttentionForwardBlockedF32(Tensor q, Tensor k, Tensor v, bool causal, float scale, Tensor output, Tensor lse)
+    {
+        var dims = AttentionDims.Of(q, k);
+        int d = dims.D;
+        int group = dims.H / dims.Hkv;
+        nint pq = (nint)Ptr(q), pk = (nint)Ptr(k), pv = (nint)Ptr(v), po = (nint)Ptr(output), pz = (nint)Ptr(lse);
+        int items = dims.B * dims.H;
+        int gemmThreads = items >= Threads ? 1 : Threads;
+        void RunItem(int bh, float* s)
+        {
+            int b = bh / dims.H, h = bh % dims.H;
+            long kvOffset = (((long)b * dims.Hkv) + (h / group)) * dims.Tk * d;
+            float* kHead = (float*)pk + kvOffset, vHead = (float*)pv + kvOffset;
+            float* qHead = (float*)pq + ((long)bh * dims.Tq * d), oHead = (float*)po + ((long)bh * dims.Tq * d);
+            float* lseHead = (float*)pz + ((long)bh * dims.Tq);
+            float* inverseSum = stackalloc float[AttentionGemmRows];
+            for (int i0 = 0; i0 < dims.Tq; i0 += AttentionGemmRows)
+            {
+                int rows = Math.Min(AttentionGemmRows, dims.Tq - i0);
+                int n = Math.Min(dims.Tk, dims.VisibleKeys(i0 + rows - 1, causal));
+                float* oRows = oHead + ((long)i0 * d);
+                if (n <= 0)
+                {
+                    new Span<float>(oRows, rows * d).Clear();
+                    new Span<float>(lseHead + i0, rows).Fill(float.NegativeInfinity);
+                    continue;
+                }
+                GemmF32(qHead + ((long)i0 * d), d, false, kHead, d, true, s, n, rows, n, d, scale, 0f, gemmThreads);
+                for (int r = 0; r < rows; r++)
+                {
+                    int keys = Math.Max(0, Math.Min(n, dims.VisibleKeys(i0 + r, causal)));
+                    float* sRow = s + ((long)r * n);
+                    if (keys <= 0)
+                    {
+                        inverseSum[r] = 0f;
+                        lseHead[i0 + r] = float.NegativeInfinity;
+                    }
+                    else
+                    {
+                        float max = CpuRowMath.Max(sRow, keys);
+                        float sum = CpuRowMath.ExpShiftSum(sRow, max, sRow, keys);
+                        inverseSum[r] = 1f / sum;
+                        lseHead[i0 + r] = max + MathF.Log(sum);
+                    }
+                    new Span<float>(sRow + keys, n - keys).Clear();
+                }
+                GemmF32(s, n, false, vHead, d, false, oRows, d, rows, d, n, 1f, 0f, gemmThreads);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* oRow = oRows + ((long)r * d);
+                    if (inverseSum[r] == 0f)
+                    {
+                        // A row that sees no key: output 0 (its P row is all 0 already; this also clears −0).
+                        new Span<float>(oRow, d).Clear();
+                    }
+                    else
+                    {
+                        CpuRowMath.Scale(oRow, inverseSum[r], oRow, d);
+                    }
+                }
+            }
+        }
+        long scratch = (long)AttentionGemmRows * Math.Max(1, dims.Tk);
+        void RunRange(int start, int end)
+        {
+            float* s = (float*)NativeMemory.AlignedAlloc((nuint)(scratch * sizeof(float)), 64);
+            try
+            {
+                for (int item = start; item < end; item++)
+                {
+                    RunItem(item, s);
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(s);
+            }
+        }
+        if (gemmThreads > 1 || items <= 1)
+        {
+            RunRange(0, items);
+            return;
+        }
+        int workers = Math.Min(Threads, items);
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            RunRange((int)((long)items * w / workers), (int)((long)items * (w + 1) / workers)));
     }
 
     /// <summary>The blocked F32 backward; one work item per (batch, kv head), as the row-wise kernel.</summary>
