@@ -51,6 +51,11 @@ internal static unsafe class CpuGemm
             return;
         }
         long work = (long)m * n * k;
+        if (m == 1 && (typeof(TLoad) == typeof(F32Loader) || typeof(TLoad) == typeof(F64Loader)))
+        {
+            RowTimesMatrix(a, b, c, n, k, alpha, beta, bias);
+            return;
+        }
         if (work <= SmallWork)
         {
             Naive<T, TLoad>(a, b, c, ldc, m, n, k, alpha, beta, bias);
@@ -188,6 +193,83 @@ internal static unsafe class CpuGemm
                 }
                 TKernel.Run(kb, packA + ((long)ir * kb), stripB, c + (ir * ldc) + jr, ldc, rows, cols, alpha, beta, biasTile);
             }
+        }
+    }
+
+    /// <summary>
+    /// One output row (M = 1, e.g. a bias gradient as onesᵀ·dY): packing B would cost as much as the product, so B is
+    /// read once in place: rows of B accumulated into the row (row-major B) or one dot product per column (transposed B).
+    /// </summary>
+    private static void RowTimesMatrix<T>(GemmOperand a, GemmOperand b, T* c, int n, int k, T alpha, T beta, T* bias)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T* aRow = (T*)a.Data;
+        T* acc = (T*)NativeMemory.AlignedAlloc((nuint)((long)n * sizeof(T)), Alignment);
+        try
+        {
+            int w = Vector<T>.Count;
+            if (b.ColStride == 1)
+            {
+                new Span<T>(acc, n).Clear();
+                for (int p = 0; p < k; p++)
+                {
+                    T ap = aRow[a.Index(0, p)];
+                    T* bRow = (T*)b.Data + (p * b.RowStride);
+                    var va = new Vector<T>(ap);
+                    int j = 0;
+                    for (; j + w <= n; j += w)
+                    {
+                        ((va * Vector.Load(bRow + j)) + Vector.Load(acc + j)).Store(acc + j);
+                    }
+                    for (; j < n; j++)
+                    {
+                        acc[j] = T.FusedMultiplyAdd(ap, bRow[j], acc[j]);
+                    }
+                }
+            }
+            else
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    T* bCol = (T*)b.Data + (j * b.ColStride);
+                    T sum = T.Zero;
+                    if (a.ColStride == 1 && b.RowStride == 1)
+                    {
+                        var vs = Vector<T>.Zero;
+                        int p = 0;
+                        for (; p + w <= k; p += w)
+                        {
+                            vs += Vector.Load(aRow + p) * Vector.Load(bCol + p);
+                        }
+                        sum = Vector.Sum(vs);
+                        for (; p < k; p++)
+                        {
+                            sum = T.FusedMultiplyAdd(aRow[p], bCol[p], sum);
+                        }
+                    }
+                    else
+                    {
+                        for (int p = 0; p < k; p++)
+                        {
+                            sum = T.FusedMultiplyAdd(aRow[a.Index(0, p)], bCol[p * b.RowStride], sum);
+                        }
+                    }
+                    acc[j] = sum;
+                }
+            }
+            for (int j = 0; j < n; j++)
+            {
+                T v = alpha * acc[j];
+                if (beta != T.Zero)
+                {
+                    v += beta * c[j];
+                }
+                c[j] = bias != null ? v + bias[j] : v;
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(acc);
         }
     }
 

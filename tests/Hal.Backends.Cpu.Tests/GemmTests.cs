@@ -136,6 +136,24 @@ public sealed class GemmTests : IDisposable
         }
     }
 
+    /// <summary>One output row (a bias gradient onesᵀ·dY) skips packing; every layout, with beta and the bias, across vector widths.</summary>
+    [Theory]
+    [InlineData(DType.F32, 70, 300)]
+    [InlineData(DType.F32, 17, 9)]
+    [InlineData(DType.F32, 1, 64)]
+    [InlineData(DType.F64, 33, 513)]
+    public void SingleRow_AllLayouts_MatchReference(DType dtype, int n, int k)
+    {
+        foreach (bool transA in new[] { false, true })
+        {
+            foreach (bool transB in new[] { false, true })
+            {
+                Check(new Case(dtype, 1, n, k, Seed: 70 + n + k, TransA: transA, TransB: transB));
+                Check(new Case(dtype, 1, n, k, Seed: 71 + n + k, TransA: transA, TransB: transB, Alpha: 0.5, Beta: -2, Bias: true));
+            }
+        }
+    }
+
     /// <summary>The LM head's transposed layouts at a K just past the single-block limit of 1.5 kc (F32 AVX-512: 384).</summary>
     [Theory]
     [InlineData(383)]
