@@ -208,6 +208,16 @@ internal sealed partial class CpuKernels
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int i = 0;
+        if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(float.CreateTruncating(shift));
+            var vg = Vector512.Create(float.CreateTruncating(g));
+            float* xf = (float*)x, yf = (float*)y;
+            for (; i <= n - 16; i += 16)
+            {
+                (CpuExp.Exp(Vector512.Load(xf + i) - vs) * vg).Store(yf + i);
+            }
+        }
         if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
         {
             var vs = Vector256.Create(shift);
