@@ -4,7 +4,7 @@ namespace Hal.StepProfile;
 
 // Legend: x [N, C] activations, w [V, C] tied embedding, logits/dlogits [N, V]; N = B·T tokens.
 
-/// <summary>Times the three LM-head GEMMs of a GPT-2 step alone (forward logits, dx, dW), best of several repeats.</summary>
+/// <summary>Times the three LM-head GEMMs of a GPT-2 step alone (forward logits, dx, dW) and the MLP's first product, best of several repeats.</summary>
 public static class GemmShapes
 {
     /// <summary>Runs each shape <paramref name="repeats"/> times after one warm-up and prints the best GFLOP/s.</summary>
@@ -33,6 +33,17 @@ public static class GemmShapes
         Measure("dx = dlogits·w  ", () => ops.Gemm(logits, w, dx));
         Measure("dw = dlogitsᵀ·x ", () => ops.Gemm(logits, x, dw, transA: true));
 
+        // The MLP's c_fc at the same token count: forward with bias, and the same product with W transposed.
+        const int Hidden = 4 * Channels;
+        var wfc = Random(Channels, Hidden);
+        var wfcT = Random(Hidden, Channels);
+        var bfc = Random(Hidden);
+        var h = Random(tokens, Hidden);
+        flops = 2.0 * tokens * Channels * Hidden;
+        Measure("h = x·W + b     ", () => ops.Gemm(x, wfc, h, bias: bfc));
+        Measure("h = x·W         ", () => ops.Gemm(x, wfc, h));
+        Measure("h = x·(Wᵀ)ᵀ     ", () => ops.Gemm(x, wfcT, h, transB: true));
+
         void Measure(string label, Action gemm)
         {
             gemm();
@@ -43,7 +54,7 @@ public static class GemmShapes
                 gemm();
                 best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
-            Console.WriteLine($"{label} [{tokens}, {Channels}, {Vocab}]: best {best * 1000:F1} ms, {flops / best / 1e9:F1} GFLOP/s");
+            Console.WriteLine($"{label}: best {best * 1000:F1} ms, {flops / best / 1e9:F1} GFLOP/s");
         }
     }
 }
