@@ -26,6 +26,10 @@ internal sealed partial class CpuKernels
         {
             AttentionForward<double>(q, k, v, causal, scale, output, lse);
         }
+        else if (k.Shape[2] <= AttentionGemmMaxKeys)
+        {
+            AttentionForwardBlockedF32(q, k, v, causal, (float)scale, output, lse);
+        }
         else
         {
             AttentionForward<float>(q, k, v, causal, scale, output, lse);
@@ -42,6 +46,10 @@ internal sealed partial class CpuKernels
         else if (q.DType == DType.F64)
         {
             AttentionBackwardCore<double>(q, k, v, output, lse, dOutput, causal, scale, dq, dk, dv);
+        }
+        else if (k.Shape[2] <= AttentionGemmMaxKeys)
+        {
+            AttentionBackwardBlockedF32(q, k, v, output, lse, dOutput, causal, (float)scale, dq, dk, dv);
         }
         else
         {

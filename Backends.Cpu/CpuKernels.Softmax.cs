@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Hal.Backends.Cpu;
 
@@ -193,11 +194,43 @@ internal sealed partial class CpuKernels
                 // The saved lse is F32; an F64 row recomputes it so its gradient keeps F64 accuracy.
                 T logSumExp = typeof(T) == typeof(double) ? RowLogSumExp(xr, v) : T.CreateTruncating(((float*)pz)[r]);
                 T g = T.CreateTruncating(((float*)pdl)[r]);
-                CpuRowMath.ExpShiftSum(xr, logSumExp, dr, v);
-                CpuRowMath.Scale(dr, g, dr, v);
+                ExpShiftScale(xr, logSumExp, g, dr, v);
                 dr[target] -= g;
             }
         });
+    }
+
+    /// <summary>
+    /// y = exp(x − shift) · g in one pass over the row (the vocabulary row of the LM head is 200 KB: a second pass
+    /// over y cost as much as the first). Rounds exactly as exp then scale: the exp result is rounded, then the product.
+    /// </summary>
+    private static unsafe void ExpShiftScale<T>(T* x, T shift, T g, T* y, int n)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int i = 0;
+        if (typeof(T) == typeof(float) && Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(float.CreateTruncating(shift));
+            var vg = Vector512.Create(float.CreateTruncating(g));
+            float* xf = (float*)x, yf = (float*)y;
+            for (; i <= n - 16; i += 16)
+            {
+                (CpuExp.Exp(Vector512.Load(xf + i) - vs) * vg).Store(yf + i);
+            }
+        }
+        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated)
+        {
+            var vs = Vector256.Create(shift);
+            var vg = Vector256.Create(g);
+            for (; i <= n - Vector256<T>.Count; i += Vector256<T>.Count)
+            {
+                (CpuExp.Exp(Vector256.Load(x + i) - vs) * vg).Store(y + i);
+            }
+        }
+        for (; i < n; i++)
+        {
+            y[i] = T.Exp(x[i] - shift) * g;
+        }
     }
 
     /// <summary>log Σ exp(x) of one row, stable: max + log Σ exp(x − max).</summary>

@@ -166,7 +166,16 @@ internal readonly struct SiluOp : IUnaryOp
 internal readonly struct GeluTanhOp : IUnaryOp
 {
     public static bool HasSpanF32 => true;
-    public static void Invoke(ReadOnlySpan<float> x, Span<float> y) => ExpBased.GeluTanh(x, y);
+
+    /// <summary>Vector exp-based form (<see cref="CpuGeluTanh"/>), within 8 ULP + γ(6)·|x|.</summary>
+    public static unsafe void Invoke(ReadOnlySpan<float> x, Span<float> y)
+    {
+        fixed (float* px = x, py = y)
+        {
+            CpuGeluTanh.Forward(px, py, x.Length);
+        }
+    }
+
     public static float Invoke(float x) => (float)CpuMath.GeluTanh(x);
     public static double Invoke(double x) => CpuMath.GeluTanh(x);
 }
@@ -178,7 +187,7 @@ internal readonly struct GeluErfOp : IUnaryOp
 }
 
 /// <summary>
-/// Sigmoid, SiLU, tanh and GELU-tanh over F32 spans from a vectorised exp. For sigmoid and SiLU: Below x = −80, e^(−x) overflows F32 while the result is
+/// Sigmoid, SiLU and tanh over F32 spans from a vectorised exp. For sigmoid and SiLU: Below x = −80, e^(−x) overflows F32 while the result is
 /// still a (subnormal) number, so those elements, and NaN, are recomputed in double.
 /// </summary>
 internal static class ExpBased
@@ -210,31 +219,6 @@ internal static class ExpBased
                 double a = Math.Abs(v);
                 double t = a < 1e-4 ? v - (v * v * v / 3) : Math.CopySign((1 - es[j]) / (1 + es[j]), v);
                 ys[j] = (float)t;
-            }
-        }
-    }
-
-    /// <summary>GELU-tanh for F32 as x·σ(2u) = x/(1 + e^(−2u)) in double (no cancellation for negative x).</summary>
-    public static void GeluTanh(ReadOnlySpan<float> x, Span<float> y)
-    {
-        const double sqrtTwoOverPi = 0.79788456080286536;
-        Span<double> e = stackalloc double[Block];
-        for (int start = 0; start < x.Length; start += Block)
-        {
-            int m = Math.Min(Block, x.Length - start);
-            var xs = x.Slice(start, m);
-            var ys = y.Slice(start, m);
-            var es = e[..m];
-            for (int j = 0; j < m; j++)
-            {
-                double v = xs[j];
-                es[j] = -2.0 * sqrtTwoOverPi * (v + (0.044715 * v * v * v));
-            }
-            TensorPrimitives.Exp(es, es);
-            for (int j = 0; j < m; j++)
-            {
-                float v = xs[j];
-                ys[j] = float.IsNegativeInfinity(v) ? -0.0f : (float)(v / (1 + es[j]));
             }
         }
     }

@@ -69,6 +69,20 @@ internal static unsafe class GemmPacking
                 PackRowMajorF32Strip12((float*)a.Data + a.Index(i0 + s, p0), a.RowStride, kb, (float*)strip);
                 continue;
             }
+            if (rows == 12 && mr == 12 && a.RowStride == 1 && typeof(TLoad) == typeof(F32Loader))
+            {
+                // Transposed F32 A: each k's 12 values are contiguous in memory, one 8-wide and one 4-wide copy.
+                float* src = (float*)a.Data + a.Index(i0 + s, p0);
+                float* d = (float*)strip;
+                for (int p = 0; p < kb; p++)
+                {
+                    Vector256.Store(Vector256.Load(src), d);
+                    Vector128.Store(Vector128.Load(src + 8), d + 8);
+                    src += a.ColStride;
+                    d += 12;
+                }
+                continue;
+            }
             // k outer, rows inner: the writes run contiguously through the strip, and the reads walk MR rows of A
             // in step (row-major A) or one contiguous run of MR elements (transposed A).
             for (int p = 0; p < kb; p++)
@@ -164,6 +178,43 @@ internal static unsafe class GemmPacking
         }
     }
 
+    /// <summary>dst[j·dstStride + i] = src[i·srcStride + j] for an 8 × 8 F32 block, through registers.</summary>
+    private static void Transpose8x8F32(float* src, long srcStride, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src);
+        var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + (2 * srcStride));
+        var r3 = Avx.LoadVector256(src + (3 * srcStride));
+        var r4 = Avx.LoadVector256(src + (4 * srcStride));
+        var r5 = Avx.LoadVector256(src + (5 * srcStride));
+        var r6 = Avx.LoadVector256(src + (6 * srcStride));
+        var r7 = Avx.LoadVector256(src + (7 * srcStride));
+        var t0 = Avx.UnpackLow(r0, r1);
+        var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3);
+        var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5);
+        var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7);
+        var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44);
+        var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44);
+        var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44);
+        var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44);
+        var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + (2 * dstStride), Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + (3 * dstStride), Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + (4 * dstStride), Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + (5 * dstStride), Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + (6 * dstStride), Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + (7 * dstStride), Avx.Permute2x128(u3, u7, 0x31));
+    }
+
     /// <summary>Packs strips [s0, s1) of B[p0 .. p0+kb, j0 .. j0+nb] (NR columns each) into the panel at <paramref name="dst"/>.</summary>
     public static void PackB<T, TLoad>(GemmOperand b, int p0, int kb, int j0, int nb, int nr, int s0, int s1, T* dst)
         where T : unmanaged
@@ -201,6 +252,29 @@ internal static unsafe class GemmPacking
                     for (int c = cols; c < nr; c++)
                     {
                         d[c] = default;
+                    }
+                }
+                continue;
+            }
+            if (cols == nr && b.RowStride == 1 && nr % 8 == 0 && typeof(TLoad) == typeof(F32Loader) && Avx.IsSupported)
+            {
+                // Transposed F32 B: each column runs contiguously along k; 8 columns × 8 k at a time are transposed
+                // in registers so that both the reads and the writes are whole vectors.
+                float* src = (float*)b.Data + b.Index(p0, j0 + jj);
+                float* d = (float*)strip;
+                int p = 0;
+                for (; p + 8 <= kb; p += 8)
+                {
+                    for (int c0 = 0; c0 < nr; c0 += 8)
+                    {
+                        Transpose8x8F32(src + (c0 * b.ColStride) + p, b.ColStride, d + ((long)p * nr) + c0, nr);
+                    }
+                }
+                for (; p < kb; p++)
+                {
+                    for (int c = 0; c < nr; c++)
+                    {
+                        d[((long)p * nr) + c] = src[(c * b.ColStride) + p];
                     }
                 }
                 continue;

@@ -113,6 +113,58 @@ public sealed class GemmTests : IDisposable
         Check(new Case(dtype, 66, 20, 40, Seed: 44, Batch: 4, BatchA: 1, BatchB: 1, TransA: true, Alpha: 0.5));
     }
 
+    /// <summary>
+    /// A deep K runs in spans that each accumulate into C when the K × nc panel passes the panel budget (the LM head's
+    /// dx = dlogits·W has K = 50257). A 64 KiB budget makes every span one k block here: beta and the bias must apply
+    /// in the first span only, across every transpose combination.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32)]
+    [InlineData(DType.F64)]
+    public void DeepK_RunsInSpans_MatchesReference(DType dtype)
+    {
+        Gemm.CpuGemm.PanelBytesOverride = 64 << 10;
+        try
+        {
+            Check(new Case(dtype, 37, 70, 3001, Seed: 51, Beta: 0.5, Bias: true));
+            Check(new Case(dtype, 26, 33, 1500, Seed: 52, TransA: true, TransB: true, Alpha: -1.5));
+            Check(new Case(dtype, 13, 65, 1100, Seed: 53, TransB: true, Beta: 1));
+        }
+        finally
+        {
+            Gemm.CpuGemm.PanelBytesOverride = 0;
+        }
+    }
+
+    /// <summary>One output row (a bias gradient onesᵀ·dY) skips packing; every layout, with beta and the bias, across vector widths.</summary>
+    [Theory]
+    [InlineData(DType.F32, 70, 300)]
+    [InlineData(DType.F32, 17, 9)]
+    [InlineData(DType.F32, 1, 64)]
+    [InlineData(DType.F64, 33, 513)]
+    public void SingleRow_AllLayouts_MatchReference(DType dtype, int n, int k)
+    {
+        foreach (bool transA in new[] { false, true })
+        {
+            foreach (bool transB in new[] { false, true })
+            {
+                Check(new Case(dtype, 1, n, k, Seed: 70 + n + k, TransA: transA, TransB: transB));
+                Check(new Case(dtype, 1, n, k, Seed: 71 + n + k, TransA: transA, TransB: transB, Alpha: 0.5, Beta: -2, Bias: true));
+            }
+        }
+    }
+
+    /// <summary>The LM head's transposed layouts at a K just past the single-block limit of 1.5 kc (F32 AVX-512: 384).</summary>
+    [Theory]
+    [InlineData(383)]
+    [InlineData(384)]
+    [InlineData(385)]
+    public void F32_TransposedOperands_AroundSingleBlockDepth_MatchReference(int k)
+    {
+        Check(new Case(DType.F32, 25, 65, k, Seed: 60 + k, TransB: true));
+        Check(new Case(DType.F32, 25, 65, k, Seed: 61 + k, TransA: true));
+    }
+
     [Theory]
     [InlineData(DType.F32, 4, 5, 3)]
     [InlineData(DType.F32, 70, 40, 300)]
