@@ -36,9 +36,10 @@ public sealed class CrossBackendTrainingTests
         Assert.Equal(reference.Losses.Count, other.Losses.Count);
         for (int i = 0; i < reference.Losses.Count; i++)
         {
-            // fp32 kernels that sum in different orders differ by a few ulps per operation; over 8 optimizer steps the
-            // differences grow but stay far below the change of the loss itself. docs/training.md shows the curves.
-            double bound = 2e-4 * Math.Abs(reference.Losses[i]);
+            // fp32 kernels that sum in different orders differ by a few ulps per operation; measured over 30 steps of
+            // the default job: at most 4e-8 relative (opencl) and 8e-9 (npu), docs/training.md. 1e-5 is the bound the
+            // parallel-layout tests use.
+            double bound = 1e-5 * Math.Abs(reference.Losses[i]);
             Assert.True(Math.Abs(reference.Losses[i] - other.Losses[i]) <= bound,
                 $"{backendName}: step {i + 1} loss {other.Losses[i]:R} vs cpu {reference.Losses[i]:R} (bound {bound:E2})");
         }
