@@ -1,6 +1,3 @@
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
-
 namespace Hal.Memory;
 
 // Legend: one payload of chunk.SizeInBytes bytes per chunk, in exactly one tier at a time:
