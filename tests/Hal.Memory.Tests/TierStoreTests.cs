@@ -178,6 +178,40 @@ public sealed class TierStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task ConcurrentMovesIntoATierWithRoomForSome_ExactlyThatManySucceed_AndTheCountsAgree()
+    {
+        const int Seed = 606;
+        using var store = NewStore(deviceLimit: 3 * 4000);
+        var chunks = Enumerable.Range(0, 8).Select(i => NewChunk(i, 1000)).ToArray(); // 4000 bytes each
+        var payloads = chunks.Select(c => RandomBytes(Seed + c.Index, c.SizeInBytes)).ToArray();
+        for (int i = 0; i < chunks.Length; i++)
+        {
+            await store.AddAsync(chunks[i], i % 2 == 0 ? Tier.Host : Tier.Nvme);
+            await store.WriteAsync(chunks[i], 0, payloads[i]);
+        }
+
+        var moves = chunks.Select(c => store.MoveAsync(c, Tier.Device)).ToArray();
+        try
+        {
+            await Task.WhenAll(moves);
+        }
+        catch (TierFullException)
+        {
+            // Expected for the chunks that found the tier full; each task is checked below.
+        }
+
+        Assert.Equal(3, moves.Count(m => m.IsCompletedSuccessfully));
+        Assert.All(moves.Where(m => !m.IsCompletedSuccessfully), m => Assert.IsType<TierFullException>(m.Exception!.InnerException));
+        Assert.Equal(12000, store.BytesInUse(Tier.Device));
+        Assert.Equal(3, chunks.Count(c => store.TierOf(c) == Tier.Device));
+        Assert.Equal(32000, Enum.GetValues<Tier>().Sum(store.BytesInUse));
+        for (int i = 0; i < chunks.Length; i++)
+        {
+            AssertSameBytes(payloads[i], await ReadAll(store, chunks[i]), $"seed {Seed + i}, in {store.TierOf(chunks[i])}");
+        }
+    }
+
+    [Fact]
     public async Task TheDeviceAllocatorsLimit_RaisesOutOfDeviceMemory_AndTheChunkStaysOnTheHost()
     {
         using var small = new CpuBackend(new CpuBackendOptions { DeviceMemoryBytes = 1024 }).Open(0);
