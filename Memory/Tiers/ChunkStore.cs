@@ -95,11 +95,12 @@ public sealed partial class ChunkStore : IDisposable
             {
                 throw new ArgumentException($"{chunk} is already in the store", nameof(chunk));
             }
-            entry = new Entry(chunk, _nextSerial++);
+            entry = new Entry(chunk, _nextSerial++) { Tier = tier };
             Reserve(tier, chunk.SizeInBytes);
+            // Hold the new entry's gate before it is visible, so no move or read sees it without its payload.
+            entry.Gate.Wait(0);
             _entries.Add(chunk, entry);
         }
-        await entry.Gate.WaitAsync().ConfigureAwait(false);
         try
         {
             switch (tier)
@@ -116,7 +117,6 @@ public sealed partial class ChunkStore : IDisposable
                     await CreateZeroFileAsync(entry).ConfigureAwait(false);
                     break;
             }
-            entry.Tier = tier;
         }
         catch
         {
