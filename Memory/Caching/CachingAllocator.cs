@@ -315,6 +315,11 @@ public sealed class CachingAllocator : IDisposable
         {
             return null;
         }
+        // Common case, and cheaper than a range view: the smallest cached block already fits.
+        if (pool.Min!.SizeInBytes >= rounded)
+        {
+            return pool.Min;
+        }
         return pool.GetViewBetween(Block.Probe(rounded, low: true), Block.Probe(long.MaxValue, low: false)).Min;
     }
 
