@@ -19,6 +19,11 @@ namespace Hal.Memory;
 /// segment back (<see cref="EmptyCache"/>) and retries, then tries a segment of exactly the rounded request, and
 /// only then throws. Thread-safe: one lock guards all state.
 /// </para>
+/// <para>
+/// Reuse on asynchronous devices: a freed block may be handed out again at once, before queued kernels that read it
+/// have run. That is safe while all work on the block is queued on the device's default stream (later work is
+/// ordered after it); work on another stream must be synchronized before the block is freed.
+/// </para>
 /// </summary>
 public sealed class CachingAllocator : IDisposable
 {
@@ -163,7 +168,10 @@ public sealed class CachingAllocator : IDisposable
         }
     }
 
-    /// <summary>Gives <paramref name="block"/> back to the cache and merges it with free neighbours.</summary>
+    /// <summary>
+    /// Gives <paramref name="block"/> back to the cache and merges it with free neighbours. After the allocator was
+    /// disposed this does nothing (its segments are gone already), so teardown order does not matter.
+    /// </summary>
     /// <exception cref="DoubleFreeException">the block was already freed.</exception>
     /// <exception cref="ArgumentException">the block came from another allocator.</exception>
     public void Free(CachedBlock block)
@@ -175,6 +183,10 @@ public sealed class CachingAllocator : IDisposable
         }
         lock (_lock)
         {
+            if (_disposed)
+            {
+                return;
+            }
             if (block.IsFreed)
             {
                 throw new DoubleFreeException(DeviceId, block.OffsetBytes, block.SizeInBytes);

@@ -232,7 +232,9 @@ public sealed class CachingAllocatorTests : IDisposable
         Assert.Equal(before, _device.Allocator.Stats.BytesReserved);
         Assert.True(live.IsFreed);
         live.Dispose();
+        cache.Free(live);                          // freeing after the allocator is gone is a no-op, not a double free
         Assert.Throws<ObjectDisposedException>(() => cache.Allocate(1));
+        Assert.Throws<ObjectDisposedException>(() => live.AsTensor(new Shape(1), DType.U8));
         Assert.Equal(0, cache.EmptyCache());
     }
 }
