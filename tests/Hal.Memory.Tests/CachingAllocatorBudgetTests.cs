@@ -71,6 +71,30 @@ public sealed class CachingAllocatorBudgetTests
     }
 
     [Fact]
+    public void LoweringTheBudgetFreesNothingUntilASegmentIsNeeded()
+    {
+        using var device = new CpuBackend().Open(0);
+        using var cache = new CachingAllocator(device);
+        var a = cache.Allocate(1000);
+        cache.Free(cache.Allocate(MiB + 1));       // a cached 2 MiB large segment
+        cache.LimitBytes = 3 * MiB;
+        Assert.Equal(4 * MiB, cache.Stats.ReservedBytes);
+
+        var hit = cache.Allocate(2000);            // served from the small segment: the budget is not consulted
+        Assert.Equal(4 * MiB, cache.Stats.ReservedBytes);
+        Assert.Equal(1, cache.Stats.CacheHits);
+
+        // A miss: the cached 2 MiB go back; then neither a 4 MiB segment nor one of 2 MiB + 512 fits beside the small 2 MiB.
+        var e = Assert.Throws<OutOfDeviceMemoryException>(() => cache.Allocate((2 * MiB) + 1));
+        Assert.Equal(2 * MiB, e.BytesInUse);
+        Assert.Equal(3 * MiB, e.LimitBytes);
+        Assert.Equal(2 * MiB, cache.Stats.ReservedBytes);
+        Assert.Equal(1, cache.Stats.SegmentCount);
+        GC.KeepAlive(a);
+        GC.KeepAlive(hit);
+    }
+
+    [Fact]
     public void RequestsAboveTheBudgetFailWithoutTouchingTheDevice()
     {
         using var device = new CpuBackend().Open(0);

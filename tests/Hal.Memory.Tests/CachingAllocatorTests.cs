@@ -148,6 +148,27 @@ public sealed class CachingAllocatorTests : IDisposable
         GC.KeepAlive(sep2);
     }
 
+    [Theory]
+    [InlineData(0, 512)]
+    [InlineData(1, 512)]
+    [InlineData(7, 512)]
+    [InlineData(511, 512)]
+    [InlineData(512, 512)]
+    [InlineData(513, 1024)]
+    [InlineData(1023, 1024)]
+    [InlineData(1025, 1536)]
+    [InlineData(1048575, 1048576)]
+    [InlineData(1048577, 1049088)]
+    public void RequestsRoundUpToWholeRoundingUnits(long requested, long expected)
+    {
+        using var cache = new CachingAllocator(_device);
+        Assert.Equal(expected, cache.RoundSize(requested));
+        var block = cache.Allocate(requested);
+        // Small blocks are always cut to the rounded size; the one large case here keeps its 2 MiB segment whole.
+        Assert.Equal(requested > MiB ? 2 * MiB : expected, block.BlockBytes);
+        Assert.Equal(0, block.OffsetBytes % 512);
+    }
+
     [Fact]
     public void ZeroByteRequestsGetDistinctBlocksOfOneRoundingUnit()
     {
