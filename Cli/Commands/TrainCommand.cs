@@ -24,6 +24,7 @@ internal static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from a Hugging Face directory (config.json + model.safetensors) instead of --model.", HelpName = "DIR" };
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
+        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks (default {d.Zero}).", HelpName = "0|1" };
         var precision = Choice("--precision", TrainArguments.Precisions.Keys, $"Compute precision; bf16/fp16 keep fp32 master weights (default {TrainArguments.Name(d.Precision)}).");
         var optimizer = Choice("--optimizer", TrainArguments.Optimizers.Keys, $"Optimizer (default {TrainArguments.Name(d.Optimizer)}).");
         var lr = new Option<double?>("--lr") { Description = $"Peak learning rate (default {Inv(d.LearningRate)}).", HelpName = "X" };
@@ -47,7 +48,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, zero, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -60,6 +61,7 @@ internal static class TrainCommand
                     InitDir = parse.GetValue(init),
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
+                    Zero = parse.GetValue(zero) ?? d.Zero,
                     Precision = parse.GetValue(precision) is { } p ? TrainArguments.Precisions[p] : d.Precision,
                     Optimizer = parse.GetValue(optimizer) is { } o ? TrainArguments.Optimizers[o] : d.Optimizer,
                     LearningRate = parse.GetValue(lr) ?? d.LearningRate,

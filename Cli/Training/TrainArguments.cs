@@ -81,6 +81,14 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--dp {c.Dp}: must be at least 1 (the number of data-parallel ranks)");
         }
+        if (c.Zero is 2 or 3)
+        {
+            throw new UsageException($"--zero {c.Zero}: ZeRO stage {c.Zero} is not available yet; use --zero 1 or 0");
+        }
+        if (c.Zero is not (0 or 1))
+        {
+            throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off) or 1 (optimizer states sharded over the dp ranks)");
+        }
         if (worldSize is { } world && c.Dp != world)
         {
             throw new UsageException($"--dp {c.Dp} differs from the {world} processes mpirun started; under mpirun omit --dp or give -np's value");

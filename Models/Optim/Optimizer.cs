@@ -8,6 +8,8 @@ namespace Hal.Models.Optim;
 //   store.Params, store.Grads [N] compute dtype (F32, F64, BF16 or F16)
 //   master [N] W and grads [N] W: only for a 16-bit store (the update happens in W, then Params = cast(master))
 //   first [N] W: exp_avg (AdamW, LAMB) or momentum_buffer (SGD, LARS); second [N] W: exp_avg_sq (AdamW, LAMB)
+// With a ZeRO shard every optimizer slab is [n] instead, n = the shard's elements, covering store elements
+// [Start, Start + n); the store's slabs stay [N] and only their owned view is read and written.
 
 /// <summary>
 /// The parameter update of one training step over a <see cref="ParameterStore"/>: unscale, finite check, global-norm
@@ -35,6 +37,10 @@ public sealed class Optimizer : IDisposable
     private readonly Tensor _squares;
     private readonly Tensor _partialSums;
     private readonly bool _dynamicScaling;
+    private readonly ZeroShard? _shard;
+    private readonly Func<double, double>? _sumAcrossRanks;
+    private readonly long _start;
+    private readonly long _length;
     private readonly List<(string Name, Tensor Tensor)> _stateTensors = [];
     private readonly List<Slot> _perParameter = [];
     private readonly List<Slot> _decayRuns = [];
@@ -53,12 +59,38 @@ public sealed class Optimizer : IDisposable
     /// <exception cref="ArgumentException">the store's dtype does not match the precision, or it is not allocated.</exception>
     /// <exception cref="ArgumentOutOfRangeException">a hyper-parameter out of range.</exception>
     public Optimizer(Ops ops, ParameterStore store, OptimizerOptions options)
-        : this(ops, store, options, DefaultNormChunkElements)
+        : this(ops, store, options, null, null, DefaultNormChunkElements)
+    {
+    }
+
+    /// <summary>
+    /// ZeRO stage 1: as the plain constructor, but with a <paramref name="shard"/> the state (moments, momentum, the
+    /// fp32 master and gradient copies of a 16-bit store) covers only the shard's parameters, <see cref="Step"/>
+    /// updates only those (the caller then broadcasts each shard from its owner), and the global gradient norm is
+    /// <paramref name="sumAcrossRanks"/> of the owned sum of squares, so clipping and the Inf/NaN skip are the same
+    /// on every rank. Without a shard this is the plain constructor (<paramref name="sumAcrossRanks"/> then still
+    /// combines the sum of squares when given).
+    /// </summary>
+    /// <param name="ops">The device's ops (the store's device).</param>
+    /// <param name="store">An allocated store whose dtype matches <see cref="OptimizerOptions.Precision"/>.</param>
+    /// <param name="options">Algorithm and hyper-parameters.</param>
+    /// <param name="shard">This rank's part of a <see cref="ZeroPartition"/> of <paramref name="store"/>; null: everything.</param>
+    /// <param name="sumAcrossRanks">Sums a value over all ranks (an all-reduce); null: this rank's value is the total.</param>
+    /// <exception cref="ArgumentException">as the plain constructor, or a shard outside the store.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">a hyper-parameter out of range.</exception>
+    public Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, ZeroShard? shard, Func<double, double>? sumAcrossRanks)
+        : this(ops, store, options, shard, sumAcrossRanks, DefaultNormChunkElements)
     {
     }
 
     /// <summary>As the public constructor, with the number of elements the norm squares and sums per reduction call.</summary>
     internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, int normChunkElements)
+        : this(ops, store, options, null, null, normChunkElements)
+    {
+    }
+
+    /// <summary>As the sharded constructor, with the number of elements the norm squares and sums per reduction call.</summary>
+    internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, ZeroShard? shard, Func<double, double>? sumAcrossRanks, int normChunkElements)
     {
         ArgumentNullException.ThrowIfNull(ops);
         ArgumentNullException.ThrowIfNull(store);
@@ -87,8 +119,23 @@ public sealed class Optimizer : IDisposable
         _workDType = storeDType == DType.F64 ? DType.F64 : DType.F32;
         _dynamicScaling = options.Precision == Precision.Fp16 && options.DynamicLossScaling;
         _lossScale = _dynamicScaling ? options.InitialLossScale : 1;
+        if (shard is not null)
+        {
+            bool inside = shard.FirstParameter >= 0 && shard.EndParameter >= shard.FirstParameter && shard.EndParameter <= store.Infos.Count
+                && shard.Start == (shard.FirstParameter < store.Infos.Count ? store.Infos[shard.FirstParameter].Offset : store.Count)
+                && shard.End == (shard.EndParameter < store.Infos.Count ? store.Infos[shard.EndParameter].Offset : store.Count);
+            if (!inside)
+            {
+                throw new ArgumentException($"shard {shard} does not match the store's parameters", nameof(shard));
+            }
+        }
+        _shard = shard;
+        _sumAcrossRanks = sumAcrossRanks;
+        _start = shard?.Start ?? 0;
+        _length = shard?.ElementCount ?? store.Count;
 
-        var slab = new Shape(checked((int)store.Count));
+        // An empty shard still gets one-element slabs so that every field is a real tensor; Step never touches them.
+        var slab = new Shape(checked((int)Math.Max(1, _length)));
         var owned = new List<Tensor>();
         try
         {
@@ -96,16 +143,19 @@ public sealed class Optimizer : IDisposable
             {
                 _master = Own(owned, ops.Empty(slab, _workDType));
                 _workGradsSlab = Own(owned, ops.Empty(slab, _workDType));
-                ops.Cast(store.Params, _master);
+                if (_length > 0)
+                {
+                    ops.Cast(OwnedView(store.Params), _master);
+                }
             }
             _first = Own(owned, ops.Zeros(slab, _workDType));
             if (options.Kind is OptimizerKind.AdamW or OptimizerKind.Lamb)
             {
                 _second = Own(owned, ops.Zeros(slab, _workDType));
             }
-            int chunk = (int)Math.Min(store.Count, normChunkElements);
+            int chunk = (int)Math.Max(1, Math.Min(_length, normChunkElements));
             _squares = Own(owned, ops.Empty(new Shape(chunk), _workDType));
-            int chunks = checked((int)((store.Count + chunk - 1) / chunk));
+            int chunks = checked((int)Math.Max(1, (_length + chunk - 1) / chunk));
             _partialSums = Own(owned, ops.Empty(new Shape(1, chunks), _workDType));
         }
         catch
@@ -138,6 +188,49 @@ public sealed class Optimizer : IDisposable
         long chunk = Math.Min(parameterCount, DefaultNormChunkElements);
         long chunks = (parameterCount + chunk - 1) / chunk;
         return ((slabs * parameterCount) + chunk + chunks) * work.SizeInBytes();
+    }
+
+    /// <summary>This rank's ZeRO shard; null when the optimizer covers every parameter.</summary>
+    public ZeroShard? Shard => _shard;
+
+    /// <summary>Device bytes of the state slabs this optimizer holds (moments, momentum, master and gradient copies, norm scratch).</summary>
+    public long StateBytesHeld
+    {
+        get
+        {
+            ThrowIfDisposed();
+            Tensor?[] slabs = [_master, _workGradsSlab, _first, _second, _squares, _partialSums];
+            return slabs.Sum(t => t is null ? 0L : t.ElementCount * t.DType.SizeInBytes());
+        }
+    }
+
+    /// <summary>
+    /// The owned state slabs by state-name suffix, in <see cref="StateTensors"/>' per-parameter order: "exp_avg",
+    /// "exp_avg_sq" (AdamW, LAMB) or "momentum_buffer" (SGD, LARS), then "master" for a 16-bit store. Each covers the
+    /// store elements [Shard.Start, Shard.End) (all of them without a shard); an empty shard gives empty views.
+    /// </summary>
+    public IReadOnlyList<(string Suffix, Tensor Slab)> StateSlabs
+    {
+        get
+        {
+            ThrowIfDisposed();
+            var shape = new Shape(checked((int)_length));
+            var slabs = new List<(string, Tensor)>();
+            if (_second is not null)
+            {
+                slabs.Add(("exp_avg", _first.View(0, shape)));
+                slabs.Add(("exp_avg_sq", _second.View(0, shape)));
+            }
+            else
+            {
+                slabs.Add(("momentum_buffer", _first.View(0, shape)));
+            }
+            if (_master is not null)
+            {
+                slabs.Add(("master", _master.View(0, shape)));
+            }
+            return slabs;
+        }
     }
 
     /// <summary>The options this optimizer was created with.</summary>
@@ -191,22 +284,22 @@ public sealed class Optimizer : IDisposable
     public void SyncMasterFromParams()
     {
         ThrowIfDisposed();
-        if (_master is not null)
+        if (_master is not null && _length > 0)
         {
-            _ops.Cast(_store.Params, _master);
+            _ops.Cast(OwnedView(_store.Params), MasterOwned);
         }
     }
 
     /// <summary>
     /// After the fp32 master copies were overwritten (a checkpoint holds them): round them into store.Params.
-    /// Nothing to do for an fp32 store, whose parameters are the masters.
+    /// Nothing to do for an fp32 store, whose parameters are the masters. With a shard only the owned parameters change.
     /// </summary>
     public void SyncParamsFromMaster()
     {
         ThrowIfDisposed();
-        if (_master is not null)
+        if (_master is not null && _length > 0)
         {
-            _ops.Cast(_master, _store.Params);
+            _ops.Cast(MasterOwned, OwnedView(_store.Params));
         }
     }
 
@@ -231,13 +324,18 @@ public sealed class Optimizer : IDisposable
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "the learning rate must be finite and ≥ 0");
         }
         var grads = WorkGrads;
-        if (_workGradsSlab is not null)
+        if (_workGradsSlab is not null && _length > 0)
         {
-            _ops.Cast(_store.Grads, _workGradsSlab);
+            _ops.Cast(OwnedView(_store.Grads), grads);
         }
 
-        // A NaN or ±Inf anywhere makes the sum of squares non-finite: the finite check costs no extra pass.
-        double sumOfSquares = SumOfSquares(grads);
+        // A NaN or ±Inf anywhere makes the sum of squares non-finite: the finite check costs no extra pass. Summed over
+        // ranks when sharded, so every rank clips by the same factor and skips the same steps.
+        double sumOfSquares = _length > 0 ? SumOfSquares(grads) : 0;
+        if (_sumAcrossRanks is not null)
+        {
+            sumOfSquares = _sumAcrossRanks(sumOfSquares);
+        }
         if (!double.IsFinite(sumOfSquares))
         {
             if (_dynamicScaling)
@@ -254,23 +352,26 @@ public sealed class Optimizer : IDisposable
         {
             factor *= Math.Min(1.0, Options.Clip / (gradNorm + 1e-6));
         }
-        if (factor != 1)
+        if (_length > 0)
         {
-            using var f = Scalar(factor);
-            _ops.Binary(BinaryOp.Mul, grads, f, grads);
-        }
+            if (factor != 1)
+            {
+                using var f = Scalar(factor);
+                _ops.Binary(BinaryOp.Mul, grads, f, grads);
+            }
 
-        switch (Options.Kind)
-        {
-            case OptimizerKind.AdamW: AdamWUpdate(learningRate, step); break;
-            case OptimizerKind.Lamb: LambUpdate(learningRate, step); break;
-            case OptimizerKind.Lars: LarsUpdate(learningRate); break;
-            case OptimizerKind.Sgd: SgdUpdate(learningRate); break;
-            default: throw new InvalidOperationException($"unknown optimizer {Options.Kind}");
-        }
-        if (_master is not null)
-        {
-            _ops.Cast(_master, _store.Params);
+            switch (Options.Kind)
+            {
+                case OptimizerKind.AdamW: AdamWUpdate(learningRate, step); break;
+                case OptimizerKind.Lamb: LambUpdate(learningRate, step); break;
+                case OptimizerKind.Lars: LarsUpdate(learningRate); break;
+                case OptimizerKind.Sgd: SgdUpdate(learningRate); break;
+                default: throw new InvalidOperationException($"unknown optimizer {Options.Kind}");
+            }
+            if (_master is not null)
+            {
+                _ops.Cast(MasterOwned, OwnedView(_store.Params));
+            }
         }
 
         _cleanSteps++;
@@ -301,9 +402,18 @@ public sealed class Optimizer : IDisposable
         _decayRuns.Clear();
     }
 
-    private Tensor WorkParams => _master ?? _store.Params;
+    /// <summary>The parameters the update writes: the master slab, or the owned view of store.Params.</summary>
+    private Tensor WorkParams => _master is not null ? MasterOwned : OwnedView(_store.Params);
 
-    private Tensor WorkGrads => _workGradsSlab ?? _store.Grads;
+    /// <summary>The gradients the update reads: the working copy, or the owned view of store.Grads.</summary>
+    private Tensor WorkGrads => _workGradsSlab is not null ? _workGradsSlab.View(0, OwnedShape) : OwnedView(_store.Grads);
+
+    private Tensor MasterOwned => _master!.View(0, OwnedShape);
+
+    private Shape OwnedShape => new(checked((int)_length));
+
+    /// <summary>The owned elements [start, start + length) of one of the store's [N] slabs.</summary>
+    private Tensor OwnedView(Tensor storeSlab) => storeSlab.View(_start, OwnedShape);
 
     /// <summary>AdamW, fused, once per run of neighbouring parameters that share the decay setting.</summary>
     private void AdamWUpdate(double learningRate, long step)
@@ -342,8 +452,9 @@ public sealed class Optimizer : IDisposable
         var p = WorkParams;
         var g = WorkGrads;
         using var momentum = Scalar(Options.Momentum);
-        _ops.Binary(BinaryOp.Mul, _first, momentum, _first);
-        _ops.Binary(BinaryOp.Add, _first, g, _first);
+        var first = _first.View(0, OwnedShape);
+        _ops.Binary(BinaryOp.Mul, first, momentum, first);
+        _ops.Binary(BinaryOp.Add, first, g, first);
         if (Options.WeightDecay != 0)
         {
             using var decay = Scalar(Options.WeightDecay);
@@ -357,7 +468,7 @@ public sealed class Optimizer : IDisposable
             }
         }
         using var rate = Scalar(learningRate);
-        _ops.Binary(BinaryOp.Mul, _first, rate, g);
+        _ops.Binary(BinaryOp.Mul, first, rate, g);
         _ops.Binary(BinaryOp.Sub, p, g, p);
     }
 
@@ -392,12 +503,19 @@ public sealed class Optimizer : IDisposable
 
     private void BuildViews()
     {
+        // Offsets below are relative to the owned range: the store offset minus _start.
+        var infos = _store.Infos.Skip(_shard?.FirstParameter ?? 0).Take(_shard?.ParameterCount ?? _store.Infos.Count)
+            .Select(i => i with { Offset = i.Offset - _start }).ToList();
+        if (infos.Count == 0)
+        {
+            return;
+        }
         var p = WorkParams;
         var g = WorkGrads;
         Slot Make(long offset, Shape shape, bool decay) => new(
             p.View(offset, shape), g.View(offset, shape), _first.View(offset, shape), _second?.View(offset, shape), decay);
 
-        foreach (var info in _store.Infos)
+        foreach (var info in infos)
         {
             _perParameter.Add(Make(info.Offset, info.Shape, info.Decay));
             if (_second is not null)
@@ -416,14 +534,13 @@ public sealed class Optimizer : IDisposable
         }
 
         // Parameters are contiguous in declaration order, so neighbours with the same Decay form one flat run.
-        var infos = _store.Infos;
         int begin = 0;
         for (int i = 1; i <= infos.Count; i++)
         {
             if (i == infos.Count || infos[i].Decay != infos[begin].Decay)
             {
                 long offset = infos[begin].Offset;
-                long end = i == infos.Count ? _store.Count : infos[i].Offset;
+                long end = i == infos.Count ? _length : infos[i].Offset;
                 _decayRuns.Add(Make(offset, new Shape(checked((int)(end - offset))), infos[begin].Decay));
                 begin = i;
             }

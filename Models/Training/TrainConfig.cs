@@ -93,6 +93,12 @@ public sealed record TrainConfig
     /// <summary>Recompute each block's activations in backward instead of keeping them.</summary>
     public bool CheckpointActivations { get; init; }
 
+    /// <summary>
+    /// ZeRO stage: 0 keeps the whole optimizer state on every rank; 1 shards it (moments, momentum, fp32 master and
+    /// gradient copies) over the data-parallel ranks, each updating its own parameters and broadcasting them.
+    /// </summary>
+    public int Zero { get; init; }
+
     /// <summary>Log a line (or progress update) every N steps.</summary>
     public int LogEvery { get; init; } = 25;
 }

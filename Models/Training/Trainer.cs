@@ -85,6 +85,11 @@ public static class Trainer
         long optimizerElements = config.Optimizer is OptimizerKind.AdamW or OptimizerKind.Lamb ? 2 * n : n;
         // 16-bit compute keeps an fp32 master copy and an fp32 gradient copy beside the optimizer's states.
         long optimizerBytes = (optimizerElements * 4) + (sixteen ? 8 * n : 0);
+        if (config.Zero == 1 && config.Dp > 1)
+        {
+            // ZeRO-1: each rank holds about 1/dp of it (whole parameters per rank, so a little more on some).
+            optimizerBytes = (optimizerBytes + config.Dp - 1) / config.Dp;
+        }
         // Activations kept per token: about 24·C values per block (norm outputs, q/k/v and their head-major copies,
         // attention output, MLP hidden before and after the activation, residuals) and the logits with their gradient.
         long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq;
@@ -101,6 +106,14 @@ public static class Trainer
         if (config.Steps < 1)
         {
             throw new TrainConfigException($"--steps must be at least 1, not {config.Steps}");
+        }
+        if (config.Zero is 2 or 3)
+        {
+            throw new TrainConfigException($"ZeRO stage {config.Zero} is not available yet; use --zero 1 or 0");
+        }
+        if (config.Zero is not (0 or 1))
+        {
+            throw new TrainConfigException($"--zero {config.Zero}: the ZeRO stage is 0 (off) or 1 (optimizer states sharded)");
         }
         if (config.Batch < 1 || config.Seq < 1 || config.GradAccum < 1)
         {
@@ -186,13 +199,16 @@ public static class Trainer
         {
             HuggingFace.LoadWeights(initDir, store, ops);
         }
+        // ZeRO-1 with one rank is plain training: the partition exists only when there is something to split.
+        var partition = config.Zero == 1 && comm is not null && dp > 1 ? new ZeroPartition(store, dp) : null;
+        Func<double, double>? sumAcrossRanks = partition is not null ? v => DataParallel.SumScalar(comm!, ops, v) : null;
         using var optimizer = new Optimizer(ops, store, new OptimizerOptions
         {
             Kind = config.Optimizer,
             WeightDecay = config.WeightDecay,
             Clip = config.Clip,
             Precision = config.Precision,
-        });
+        }, partition?.Shard(rank), sumAcrossRanks);
         optimizer.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
@@ -201,7 +217,23 @@ public static class Trainer
         long updates = 0;
         if (job.ResumeDir is { } resumeDir)
         {
-            var state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer), OptimizerTensors(optimizer), ops);
+            CheckpointState state;
+            if (partition is not null)
+            {
+                // The checkpoint holds the whole state: load it into full-size temporaries, keep this rank's shard.
+                using var full = new ZeroFullState(ops, store, optimizer);
+                state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, full.StateTensors), OptimizerTensors(full.StateTensors), ops);
+                full.ScatterToOptimizer();
+                if (full.Master is { } master)
+                {
+                    // Every parameter, not only the owned ones, is the rounding of its checkpointed master.
+                    ops.Cast(master, store.Params);
+                }
+            }
+            else
+            {
+                state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
+            }
             optimizer.LoadScalarState(state.OptimizerScalars);
             updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
             loader.Seek(state.BatchesDrawn);
@@ -225,6 +257,15 @@ public static class Trainer
         }
         using var bucketer = comm is not null ? new GradientBucketer(comm, store.Grads) : null;
 
+        if (partition is not null)
+        {
+            long held = (long)MaxScalar(comm!, ops, optimizer.StateBytesHeld);
+            long whole = Optimizer.StateBytes(optimizer.Options, store.Count, store.DType);
+            if (rank == 0)
+            {
+                observer.OnMessage($"ZeRO-1: optimizer state {Mib(held)} per rank at most ({Mib(whole)} unsharded) over {dp} ranks");
+            }
+        }
         if (rank == 0)
         {
             observer.OnStart(new TrainStart(job.Model.Name, job.Model.ParameterCount, device.Id.ToString(), dp, job.Dataset.EntropyRateNats,
@@ -288,6 +329,14 @@ public static class Trainer
             else
             {
                 updates++;
+                if (partition is not null)
+                {
+                    // Each rank updated only its shard: the owners hand theirs to everyone.
+                    foreach (var shard in partition.Shards.Where(s => !s.IsEmpty))
+                    {
+                        comm!.Broadcast(store.Params.View(shard.Start, new Shape(checked((int)shard.ElementCount))), root: shard.Rank);
+                    }
+                }
             }
             device.Synchronize();
             losses.Add(loss);
@@ -302,6 +351,9 @@ public static class Trainer
             bool last = step == config.Steps;
             if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
             {
+                using var full = partition is not null ? new ZeroFullState(ops, store, optimizer) : null;
+                full?.Gather(comm, partition!);
+                var stateTensors = full?.StateTensors ?? optimizer.StateTensors;
                 if (rank == 0)
                 {
                     var scalars = new Dictionary<string, double>(optimizer.ScalarState) { ["updates"] = updates };
@@ -317,7 +369,7 @@ public static class Trainer
                         OptimizerScalars = scalars,
                         Losses = [.. losses],
                     };
-                    lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, optimizer), OptimizerTensors(optimizer), state, ops);
+                    lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), state, ops);
                     observer.OnMessage($"checkpoint written: {lastCheckpoint}");
                 }
                 comm?.Barrier();
@@ -340,15 +392,15 @@ public static class Trainer
     }
 
     /// <summary>The model's tensors by Hugging Face name as a checkpoint holds them (fp32: the parameters; 16-bit: the fp32 master copies).</summary>
-    private static List<NamedTensor> ModelTensors(Nn.ParameterStore store, Optimizer optimizer)
+    private static List<NamedTensor> ModelTensors(Nn.ParameterStore store, IReadOnlyList<(string Name, Tensor Tensor)> stateTensors)
     {
-        var masters = optimizer.StateTensors.Where(s => s.Name.EndsWith(".master", StringComparison.Ordinal))
+        var masters = stateTensors.Where(s => s.Name.EndsWith(".master", StringComparison.Ordinal))
             .ToDictionary(s => s.Name[..^".master".Length], s => s.Tensor, StringComparer.Ordinal);
         return [.. store.Infos.Select((info, i) => new NamedTensor(info.Name, masters.TryGetValue(info.Name, out var m) ? m : store.Param(i)))];
     }
 
-    private static List<NamedTensor> OptimizerTensors(Optimizer optimizer) =>
-        [.. optimizer.StateTensors.Where(s => !s.Name.EndsWith(".master", StringComparison.Ordinal)).Select(s => new NamedTensor(s.Name, s.Tensor))];
+    private static List<NamedTensor> OptimizerTensors(IReadOnlyList<(string Name, Tensor Tensor)> stateTensors) =>
+        [.. stateTensors.Where(s => !s.Name.EndsWith(".master", StringComparison.Ordinal)).Select(s => new NamedTensor(s.Name, s.Tensor))];
 
     private static void Upload(Ops ops, ReadOnlySpan<int> tokens, double[] scratch, Tensor dst)
     {

@@ -22,7 +22,17 @@ public static class DataParallel
     /// </summary>
     /// <exception cref="ArgumentNullException">a null argument.</exception>
     /// <exception cref="ArgumentException"><paramref name="ops"/> works on another device than the communicator.</exception>
-    public static double AverageScalar(ICommunicator communicator, Ops ops, double value)
+    public static double AverageScalar(ICommunicator communicator, Ops ops, double value) => ReduceScalar(communicator, ops, value, ReduceOp.Mean);
+
+    /// <summary>
+    /// Sum of a scalar (ZeRO's per-shard sum of squared gradients) across ranks, through a 1-element all-reduce as
+    /// <see cref="AverageScalar"/> does. Every rank receives the same value, so decisions taken on it agree.
+    /// </summary>
+    /// <exception cref="ArgumentNullException">a null argument.</exception>
+    /// <exception cref="ArgumentException"><paramref name="ops"/> works on another device than the communicator.</exception>
+    public static double SumScalar(ICommunicator communicator, Ops ops, double value) => ReduceScalar(communicator, ops, value, ReduceOp.Sum);
+
+    private static double ReduceScalar(ICommunicator communicator, Ops ops, double value, ReduceOp op)
     {
         ArgumentNullException.ThrowIfNull(communicator);
         ArgumentNullException.ThrowIfNull(ops);
@@ -37,7 +47,7 @@ public static class DataParallel
         }
         var dtype = ops.Device.Capabilities.DTypes.Contains(DType.F64) ? DType.F64 : DType.F32;
         using var scalar = ops.FromArray([value], new Shape(1), dtype);
-        communicator.AllReduce(scalar, scalar, ReduceOp.Mean);
+        communicator.AllReduce(scalar, scalar, op);
         return ops.ToDoubleArray(scalar)[0];
     }
 }
