@@ -79,7 +79,7 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         ArgumentNullException.ThrowIfNull(end);
         EndProgressLine();
         _out.WriteLine(F($"done: {end.Steps} steps, final loss {Number(end.FinalLoss, "F4")} nats/token") + Gap(end) + ";");
-        _out.WriteLine(F($"  {end.TokensPerSec:F0} tokens/s; peak device memory {end.PeakDeviceBytes:N0} bytes; skipped steps {end.SkippedSteps}"));
+        _out.WriteLine(F($"  {end.TokensPerSec:F0} tokens/s; peak device memory {end.PeakDeviceBytes:N0} bytes; model states {end.ModelStateBytes:N0} bytes (all ranks); skipped steps {end.SkippedSteps}"));
         _out.WriteLine("  checkpoint: " + (end.CheckpointDir ?? "none (give --out DIR to write one)"));
         _out.WriteLine("  elapsed: " + Duration(end.Elapsed));
         _out.Flush();

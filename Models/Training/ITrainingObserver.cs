@@ -7,7 +7,11 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
 public sealed record TrainStep(long Step, double Loss, double Lr, double TokensPerSec, double GradNorm, bool Skipped, double LossScale);
 
 /// <summary>The outcome (the <c>end</c> line of <c>--json-log</c> and the summary): FinalLoss is the mean loss over the last 10% of steps (at least one); PeakDeviceBytes the largest allocator peak over the ranks' devices.</summary>
-public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDeviceBytes, long Steps, long SkippedSteps, double? CorpusEntropy, IReadOnlyList<double> Losses, string? CheckpointDir, TimeSpan Elapsed);
+public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDeviceBytes, long Steps, long SkippedSteps, double? CorpusEntropy, IReadOnlyList<double> Losses, string? CheckpointDir, TimeSpan Elapsed)
+{
+    /// <summary>Parameters, gradients and optimizer states (moments, momentum, fp32 masters) over all ranks, in bytes.</summary>
+    public long ModelStateBytes { get; init; }
+}
 
 /// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>
 public interface ITrainingObserver

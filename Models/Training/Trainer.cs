@@ -383,7 +383,17 @@ public static class Trainer
         double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
         int k = Math.Max(1, losses.Count / 10);
         double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
-        var end = new TrainEnd(finalLoss, overallTokensPerSec, peak, config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed);
+        // Model states of this rank: the parameter and gradient slabs and the optimizer's named states (a ZeRO-1 rank
+        // holds only its shard of the latter); summed over the ranks.
+        double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
+        if (comm is not null)
+        {
+            modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
+        }
+        var end = new TrainEnd(finalLoss, overallTokensPerSec, peak, config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
+        {
+            ModelStateBytes = (long)modelStateBytes,
+        };
         if (rank == 0)
         {
             observer.OnEnd(end);

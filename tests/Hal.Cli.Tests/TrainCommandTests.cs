@@ -200,6 +200,7 @@ public sealed class TrainCommandTests : IDisposable
         Assert.Equal("end", end.GetProperty("event").GetString());
         Assert.Equal(3, end.GetProperty("steps").GetInt64());
         Assert.True(end.GetProperty("peakDeviceBytes").GetInt64() > 0);
+        Assert.True(end.GetProperty("modelStateBytes").GetInt64() > 0);
         Assert.Contains("step 3/3", r.Stdout);
         Assert.Contains("done: 3 steps, final loss ", r.Stdout);
         Assert.Contains(", corpus entropy ", r.Stdout);

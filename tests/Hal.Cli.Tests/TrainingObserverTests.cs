@@ -14,7 +14,7 @@ public sealed class TrainingObserverTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     private static TrainEnd End(IReadOnlyList<double> losses, double finalLoss) =>
-        new(finalLoss, 5000.5, 1 << 20, losses.Count, 1, 2.5, losses, "/tmp/ckpt", TimeSpan.FromSeconds(12.25));
+        new(finalLoss, 5000.5, 1 << 20, losses.Count, 1, 2.5, losses, "/tmp/ckpt", TimeSpan.FromSeconds(12.25)) { ModelStateBytes = 3 << 20 };
 
     [Fact]
     public void JsonLinesHaveTheContractFieldsOneObjectPerLine()
@@ -54,6 +54,7 @@ public sealed class TrainingObserverTests : IDisposable
         Assert.Equal(3.0, end.GetProperty("finalLoss").GetDouble());
         Assert.Equal(5000.5, end.GetProperty("tokensPerSec").GetDouble());
         Assert.Equal(1 << 20, end.GetProperty("peakDeviceBytes").GetInt64());
+        Assert.Equal(3 << 20, end.GetProperty("modelStateBytes").GetInt64());
         Assert.Equal(12.25, end.GetProperty("elapsedSeconds").GetDouble());
         Assert.Equal("/tmp/ckpt", end.GetProperty("checkpointDir").GetString());
     }
@@ -114,7 +115,7 @@ public sealed class TrainingObserverTests : IDisposable
         Assert.Contains("training gpt-tiny (123,456 parameters) on cpu × 2", lines[0]);
         Assert.Contains("checkpoint written", lines);
         Assert.Contains("done: 5 steps, final loss 2.7500 nats/token, corpus entropy 2.5000, gap 0.2500;", lines);
-        Assert.Contains("  5000 tokens/s; peak device memory 1,048,576 bytes; skipped steps 1", lines);
+        Assert.Contains("  5000 tokens/s; peak device memory 1,048,576 bytes; model states 3,145,728 bytes (all ranks); skipped steps 1", lines);
         Assert.Contains("  checkpoint: /tmp/ckpt", lines);
         Assert.Contains("  elapsed: 0:12", lines);
     }

@@ -44,6 +44,17 @@ public sealed class TrainerTests
     }
 
     [Fact]
+    public void ModelStateBytesCountParametersGradientsAndAdamMomentsOverAllRanks()
+    {
+        long n = Transformer.ModelConfig.Named("gpt-tiny", 32).ParameterCount;
+        // fp32 AdamW: 4 bytes each of parameter, gradient, first and second moment per parameter, on every rank.
+        Assert.Equal(16 * n, Train(Tiny with { Steps = 1 }, 1).ModelStateBytes);
+        Assert.Equal(2 * 16 * n, Train(Tiny with { Steps = 1, Dp = 2 }, 2).ModelStateBytes);
+        // ZeRO-1 keeps each rank's moments only for its shard: 8 bytes per parameter once over the ranks.
+        Assert.Equal((2 * 8 * n) + (8 * n), Train(Tiny with { Steps = 1, Dp = 2, Zero = 1 }, 2).ModelStateBytes);
+    }
+
+    [Fact]
     public void GradientAccumulationGivesTheFullBatchLosses()
     {
         var full = Train(Tiny, 1);
