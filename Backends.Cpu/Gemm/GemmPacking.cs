@@ -111,40 +111,9 @@ internal static unsafe class GemmPacking
         for (; p + 8 <= kb; p += 8)
         {
             float* s = src + p;
-            var r0 = Avx.LoadVector256(s);
-            var r1 = Avx.LoadVector256(s + lda);
-            var r2 = Avx.LoadVector256(s + (2 * lda));
-            var r3 = Avx.LoadVector256(s + (3 * lda));
-            var r4 = Avx.LoadVector256(s + (4 * lda));
-            var r5 = Avx.LoadVector256(s + (5 * lda));
-            var r6 = Avx.LoadVector256(s + (6 * lda));
-            var r7 = Avx.LoadVector256(s + (7 * lda));
-            var t0 = Avx.UnpackLow(r0, r1);
-            var t1 = Avx.UnpackHigh(r0, r1);
-            var t2 = Avx.UnpackLow(r2, r3);
-            var t3 = Avx.UnpackHigh(r2, r3);
-            var t4 = Avx.UnpackLow(r4, r5);
-            var t5 = Avx.UnpackHigh(r4, r5);
-            var t6 = Avx.UnpackLow(r6, r7);
-            var t7 = Avx.UnpackHigh(r6, r7);
-            var u0 = Avx.Shuffle(t0, t2, 0x44);
-            var u1 = Avx.Shuffle(t0, t2, 0xEE);
-            var u2 = Avx.Shuffle(t1, t3, 0x44);
-            var u3 = Avx.Shuffle(t1, t3, 0xEE);
-            var u4 = Avx.Shuffle(t4, t6, 0x44);
-            var u5 = Avx.Shuffle(t4, t6, 0xEE);
-            var u6 = Avx.Shuffle(t5, t7, 0x44);
-            var u7 = Avx.Shuffle(t5, t7, 0xEE);
             float* d = dst + ((long)p * 12);
-            // Row k of the transposed block (rows 0..7 of A at column p + k) goes to d + 12k.
-            Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20));
-            Avx.Store(d + 12, Avx.Permute2x128(u1, u5, 0x20));
-            Avx.Store(d + 24, Avx.Permute2x128(u2, u6, 0x20));
-            Avx.Store(d + 36, Avx.Permute2x128(u3, u7, 0x20));
-            Avx.Store(d + 48, Avx.Permute2x128(u0, u4, 0x31));
-            Avx.Store(d + 60, Avx.Permute2x128(u1, u5, 0x31));
-            Avx.Store(d + 72, Avx.Permute2x128(u2, u6, 0x31));
-            Avx.Store(d + 84, Avx.Permute2x128(u3, u7, 0x31));
+            // Rows 0..7: row k of the transposed 8 × 8 block (A's rows at column p + k) goes to d + 12k.
+            Transpose8x8F32(s, lda, d, 12);
 
             // Rows 8..11: a 4 × 8 transpose; each 128-bit half of v0..v3 holds one k's four values.
             var r8 = Avx.LoadVector256(s + (8 * lda));
