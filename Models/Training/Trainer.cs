@@ -80,11 +80,10 @@ public static class Trainer
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
         long n = model.ParameterCount;
-        int computeBytes = config.Precision == Precision.Fp32 ? 4 : 2;
-        bool sixteen = config.Precision != Precision.Fp32;
-        long optimizerElements = config.Optimizer is OptimizerKind.AdamW or OptimizerKind.Lamb ? 2 * n : n;
-        // 16-bit compute keeps an fp32 master copy and an fp32 gradient copy beside the optimizer's states.
-        long optimizerBytes = (optimizerElements * 4) + (sixteen ? 8 * n : 0);
+        var computeDType = ComputeDType(config.Precision);
+        int computeBytes = computeDType.SizeInBytes();
+        // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.
+        long optimizerBytes = Optimizer.StateBytes(new OptimizerOptions { Kind = config.Optimizer, Precision = config.Precision }, n, computeDType);
         if (config.Zero == 1 && config.Dp > 1)
         {
             // ZeRO-1: each rank holds about 1/dp of it (whole parameters per rank, so a little more on some).
@@ -178,6 +177,13 @@ public static class Trainer
         }
     }
 
+    private static DType ComputeDType(Precision precision) => precision switch
+    {
+        Precision.Bf16 => DType.BF16,
+        Precision.Fp16 => DType.F16,
+        _ => DType.F32,
+    };
+
     private static string Mib(long bytes) => $"{bytes / (1024.0 * 1024.0):F1} MiB";
 
     private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
@@ -186,12 +192,7 @@ public static class Trainer
         var ops = new Ops(device);
         int rank = comm?.Rank ?? 0;
         int dp = comm?.Size ?? 1;
-        var computeDType = config.Precision switch
-        {
-            Precision.Bf16 => DType.BF16,
-            Precision.Fp16 => DType.F16,
-            _ => DType.F32,
-        };
+        var computeDType = ComputeDType(config.Precision);
         using var model = new TransformerModel(ops, job.Model, new TransformerOptions { ComputeDType = computeDType, CheckpointActivations = config.CheckpointActivations });
         var store = model.Parameters;
         model.Initialize(config.Seed);
