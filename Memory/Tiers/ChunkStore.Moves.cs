@@ -93,6 +93,25 @@ public sealed partial class ChunkStore
         }
     }
 
+    /// <summary>
+    /// The payload of a chunk on the host tier, for in-place work (an optimizer update on host memory). The span is
+    /// valid until the chunk is moved or removed; the caller must not move it meanwhile.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">the chunk is not on the host tier, or its payload is 2 GiB or more.</exception>
+    public Span<byte> HostPayload(Chunk chunk)
+    {
+        var entry = Get(chunk);
+        if (entry.Tier != Tier.Host)
+        {
+            throw new InvalidOperationException($"{chunk} is on the {entry.Tier} tier, not in host memory; move it first");
+        }
+        if (chunk.SizeInBytes > int.MaxValue)
+        {
+            throw new InvalidOperationException($"{chunk} is {chunk.SizeInBytes} bytes: a span reaches 2 GiB at most; use ReadAsync/WriteAsync");
+        }
+        return HostSpan(entry.Host, (int)chunk.SizeInBytes);
+    }
+
     /// <summary>Copies <paramref name="destination"/>.Length bytes of <paramref name="chunk"/>'s payload from <paramref name="offsetBytes"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException">the range lies outside the payload.</exception>
     public async Task ReadAsync(Chunk chunk, long offsetBytes, Memory<byte> destination)

@@ -30,6 +30,8 @@ public sealed class ParameterStore : IDisposable
     private long _count;
     private Tensor? _params;
     private Tensor? _grads;
+    private IParameterBacking? _backing;
+    private DType _backingDType;
 
     /// <summary>The parameters in declaration (forward) order.</summary>
     public IReadOnlyList<ParameterInfo> Infos => _infos;
@@ -37,19 +39,22 @@ public sealed class ParameterStore : IDisposable
     /// <summary>Total number of parameter elements.</summary>
     public long Count => _count;
 
-    /// <summary>Whether <see cref="Allocate"/> has run.</summary>
+    /// <summary>Whether <see cref="Allocate"/> has run (false for a store whose tensors live in chunks: see <see cref="Backing"/>).</summary>
     public bool IsAllocated => _params is not null;
 
+    /// <summary>The chunks that hold the tensors when <see cref="Attach"/> was used instead of <see cref="Allocate"/>; null otherwise.</summary>
+    public IParameterBacking? Backing => _backing;
+
     /// <summary>The parameter slab [Count] in the compute dtype.</summary>
-    /// <exception cref="InvalidOperationException">before <see cref="Allocate"/>.</exception>
+    /// <exception cref="InvalidOperationException">before <see cref="Allocate"/>, or when the tensors live in chunks.</exception>
     public Tensor Params => _params ?? throw NotAllocated();
 
     /// <summary>The gradient slab [Count] in the compute dtype; backward passes add into it.</summary>
-    /// <exception cref="InvalidOperationException">before <see cref="Allocate"/>.</exception>
+    /// <exception cref="InvalidOperationException">before <see cref="Allocate"/>, or when the tensors live in chunks.</exception>
     public Tensor Grads => _grads ?? throw NotAllocated();
 
-    /// <summary>The slab's dtype (the model's compute dtype).</summary>
-    public DType DType => Params.DType;
+    /// <summary>The compute dtype of the parameters and gradients.</summary>
+    public DType DType => _backing is not null ? _backingDType : Params.DType;
 
     /// <summary>Adds a parameter at the end of the slab.</summary>
     /// <param name="name">Unique Hugging Face name.</param>
@@ -60,7 +65,7 @@ public sealed class ParameterStore : IDisposable
     public ParameterInfo Declare(string name, Shape shape, int layer, bool? decay = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (_params is not null)
+        if (_params is not null || _backing is not null)
         {
             throw new InvalidOperationException($"parameter '{name}': declare every parameter before Allocate");
         }
@@ -115,6 +120,26 @@ public sealed class ParameterStore : IDisposable
         }
     }
 
+    /// <summary>
+    /// Instead of <see cref="Allocate"/>: the tensors live in <paramref name="backing"/>'s chunks and
+    /// <see cref="Param(int)"/>/<see cref="Grad(int)"/> ask it for device views (the slabs do not exist).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">already allocated or attached, or nothing declared.</exception>
+    public void Attach(IParameterBacking backing, DType dtype)
+    {
+        ArgumentNullException.ThrowIfNull(backing);
+        if (_params is not null || _backing is not null)
+        {
+            throw new InvalidOperationException("the parameter store is already allocated or attached");
+        }
+        if (_count == 0)
+        {
+            throw new InvalidOperationException("no parameters were declared");
+        }
+        _backing = backing;
+        _backingDType = dtype;
+    }
+
     /// <summary>The parameter's metadata.</summary>
     /// <exception cref="KeyNotFoundException">no parameter has that name.</exception>
     public ParameterInfo Info(string name) => _infos[IndexOf(name)];
@@ -123,16 +148,21 @@ public sealed class ParameterStore : IDisposable
     public bool Contains(string name) => _byName.ContainsKey(name);
 
     /// <summary>A view of the parameter.</summary>
-    public Tensor Param(string name) => Allocated(_paramViews)[IndexOf(name)];
+    public Tensor Param(string name) => Param(IndexOf(name));
 
     /// <summary>A view of the parameter's gradient.</summary>
-    public Tensor Grad(string name) => Allocated(_gradViews)[IndexOf(name)];
+    public Tensor Grad(string name) => Grad(IndexOf(name));
 
     /// <summary>A view of the i-th declared parameter.</summary>
-    public Tensor Param(int index) => Allocated(_paramViews)[index];
+    public Tensor Param(int index) => _backing is not null ? _backing.Param(index) : Allocated(_paramViews)[index];
 
     /// <summary>A view of the i-th declared parameter's gradient.</summary>
-    public Tensor Grad(int index) => Allocated(_gradViews)[index];
+    public Tensor Grad(int index) => _backing is not null ? _backing.Grad(index) : Allocated(_gradViews)[index];
+
+    /// <summary>The index of the named parameter in <see cref="Infos"/>.</summary>
+    /// <exception cref="KeyNotFoundException">no parameter has that name.</exception>
+    public int IndexOf(string name) =>
+        _byName.TryGetValue(name, out int i) ? i : throw new KeyNotFoundException($"no parameter is named '{name}'");
 
     /// <summary>First slab element of the parameters of layers ≥ <paramref name="layer"/> (<see cref="Count"/> when none).</summary>
     public long LayerStart(int layer)
@@ -148,14 +178,21 @@ public sealed class ParameterStore : IDisposable
     }
 
     /// <summary>Sets every gradient to zero.</summary>
-    public void ZeroGrads(Ops ops) => ops.Fill(Grads, 0);
-
-    private int IndexOf(string name) =>
-        _byName.TryGetValue(name, out int i) ? i : throw new KeyNotFoundException($"no parameter is named '{name}'");
+    public void ZeroGrads(Ops ops)
+    {
+        if (_backing is not null)
+        {
+            _backing.ZeroGrads();
+            return;
+        }
+        ops.Fill(Grads, 0);
+    }
 
     private IReadOnlyList<Tensor> Allocated(List<Tensor> views) => _params is null ? throw NotAllocated() : views;
 
-    private static InvalidOperationException NotAllocated() => new("the parameter store is not allocated yet: call Allocate");
+    private InvalidOperationException NotAllocated() => _backing is not null
+        ? new("the parameters live in chunks (ZeRO stage 2/3 or offload): there is no whole slab; use Param/Grad inside a layer's Begin/End")
+        : new("the parameter store is not allocated yet: call Allocate");
 
     public void Dispose()
     {

@@ -13,24 +13,73 @@ public sealed partial class TransformerModel
     /// </summary>
     public void Initialize(ulong seed)
     {
-        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        if (_backing is not null)
+        {
+            // The backing hands out each parameter, or each row tile of one, with its element offset inside it.
+            _backing.Initialize((info, piece, elementOffset) => InitializeParameter(info, piece, seed, elementOffset));
+            return;
+        }
         for (int i = 0; i < Parameters.Infos.Count; i++)
         {
-            var info = Parameters.Infos[i];
-            var p = Parameters.Param(i);
-            if (info.Name.EndsWith(".bias", StringComparison.Ordinal))
-            {
-                Ops.Fill(p, 0);
-            }
-            else if (info.Shape.Rank == 1)
-            {
-                Ops.Fill(p, 1);
-            }
-            else
-            {
-                Ops.RandomNormal(p, seed, (ulong)info.Offset, 0, IsResidualProjection(info.Name) ? residualStd : 0.02);
-            }
+            InitializeParameter(Parameters.Infos[i], Parameters.Param(i), seed, 0);
         }
+    }
+
+    private void InitializeParameter(ParameterInfo info, Tensor p, ulong seed, long elementOffset)
+    {
+        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        if (info.Name.EndsWith(".bias", StringComparison.Ordinal))
+        {
+            Ops.Fill(p, 0);
+        }
+        else if (info.Shape.Rank == 1)
+        {
+            Ops.Fill(p, 1);
+        }
+        else
+        {
+            Ops.RandomNormal(p, seed, (ulong)(info.Offset + elementOffset), 0, IsResidualProjection(info.Name) ? residualStd : 0.02);
+        }
+    }
+
+    /// <summary>The [V, C] vocabulary matrices (token embedding, untied LM head): a chunked backing reaches them by row tiles.</summary>
+    public static IReadOnlyList<string> VocabularyParameters(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Family == ModelFamily.Gpt2)
+        {
+            return ["transformer.wte.weight"];
+        }
+        return config.TieEmbeddings ? ["model.embed_tokens.weight"] : ["model.embed_tokens.weight", "lm_head.weight"];
+    }
+
+    /// <summary>Parameters used by more layers than their own: a tied token embedding is also the LM head (layer L+1).</summary>
+    public static IReadOnlyDictionary<string, int[]> SharedParameters(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var shared = new Dictionary<string, int[]>(StringComparer.Ordinal);
+        if (config.Family == ModelFamily.Gpt2)
+        {
+            shared["transformer.wte.weight"] = [config.Layers + 1];
+        }
+        else if (config.TieEmbeddings)
+        {
+            shared["model.embed_tokens.weight"] = [config.Layers + 1];
+        }
+        return shared;
+    }
+
+    private (TiledEmbedding?, TiledLmHead?) BuildTiledModules(IParameterBacking backing)
+    {
+        var store = Parameters;
+        var cfg = Config;
+        string token = cfg.Family == ModelFamily.Gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+        string? positions = cfg.Family == ModelFamily.Gpt2 ? "transformer.wpe.weight" : null;
+        string head = cfg.Family == ModelFamily.Gpt2 || cfg.TieEmbeddings ? token : "lm_head.weight";
+        var tokenTiles = backing.RowTiles(store.IndexOf(token));
+        var headTiles = backing.RowTiles(store.IndexOf(head));
+        return (tokenTiles is null ? null : new TiledEmbedding(_ws, store, tokenTiles, positions),
+            headTiles is null ? null : new TiledLmHead(_ws, headTiles));
     }
 
     private static bool IsResidualProjection(string name) =>

@@ -13,10 +13,13 @@ public sealed partial class TransformerModel : IDisposable
 {
     private readonly Workspace _ws;
     private readonly RotaryTables? _rotary;
-    private readonly Embedding _embedding;
+    private readonly Embedding? _embedding;
+    private readonly TiledEmbedding? _tiledEmbedding;
     private readonly Block[] _blocks;
     private readonly INorm _finalNorm;
-    private readonly LmHead _head;
+    private readonly LmHead? _head;
+    private readonly TiledLmHead? _tiledHead;
+    private readonly IParameterBacking? _backing;
     private bool _canBackward;
     private int _batch, _time;
     private long _savedBytes;
@@ -40,12 +43,33 @@ public sealed partial class TransformerModel : IDisposable
         _ws = new Workspace(ops);
         try
         {
-            Parameters.Allocate(ops, Options.ComputeDType);
+            if (Options.Backing is { } makeBacking)
+            {
+                _backing = makeBacking(Parameters);
+                Parameters.Attach(_backing, Options.ComputeDType);
+            }
+            else
+            {
+                Parameters.Allocate(ops, Options.ComputeDType);
+            }
             if (config.Family == ModelFamily.Llama)
             {
                 _rotary = new RotaryTables(ops, config.ContextLength, config.HeadSize, config.RopeTheta);
             }
             (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+            if (_backing is not null)
+            {
+                // Under a backing that tiles the vocabulary matrices, the embedding and the head run tile by tile.
+                (_tiledEmbedding, _tiledHead) = BuildTiledModules(_backing);
+                if (_tiledEmbedding is not null)
+                {
+                    _embedding = null;
+                }
+                if (_tiledHead is not null)
+                {
+                    _head = null;
+                }
+            }
         }
         catch
         {
@@ -91,7 +115,8 @@ public sealed partial class TransformerModel : IDisposable
         var savedTargets = _ws.Get("targets", new Shape(n), targets.DType, saved: true);
         Ops.Copy(targets.Reshape(n), savedTargets);
         var xf = RunTrunk(ids);
-        var losses = _head.Forward(xf, savedTargets);
+        var losses = _tiledHead is not null ? _tiledHead.Forward(xf, savedTargets) : _head!.Forward(xf, savedTargets);
+        _backing?.EndForward(Config.Layers + 1);
         _savedBytes = _ws.SavedBytes;
         _canBackward = true;
         double sum = 0;
@@ -118,22 +143,42 @@ public sealed partial class TransformerModel : IDisposable
         int layers = Config.Layers, b = _batch, t = _time, c = Config.Channels, n = b * t;
         var dtype = Options.ComputeDType;
         var dFinal = _ws.Get("d.final", new Shape(n, c), dtype);
-        _head.Backward(lossScale, dFinal);
+        _backing?.BeginBackward(layers + 1);
+        if (_tiledHead is not null)
+        {
+            _tiledHead.Backward(lossScale, dFinal);
+        }
+        else
+        {
+            _head!.Backward(lossScale, dFinal);
+        }
         var dResidual = _ws.Get("d.residual", new Shape(n, c), dtype);
         _finalNorm.Backward(dFinal, dResidual, accumulate: false);
+        _backing?.EndBackward(layers + 1);
         gradientsReadyFrom?.Invoke(Parameters.LayerStart(layers + 1));
         var dResidual3 = dResidual.Reshape(b, t, c);
         for (int l = layers - 1; l >= 0; l--)
         {
+            _backing?.BeginBackward(l + 1);
             // The shared block buffers still hold the last block's forward, so only earlier blocks recompute.
             if (Options.CheckpointActivations && l < layers - 1)
             {
                 _blocks[l].Forward(Residual(l), _ws.Get("recompute.out", new Shape(b, t, c), dtype));
             }
             _blocks[l].Backward(dResidual3);
+            _backing?.EndBackward(l + 1);
             gradientsReadyFrom?.Invoke(Parameters.LayerStart(l + 1));
         }
-        _embedding.Backward(dResidual3);
+        _backing?.BeginBackward(0);
+        if (_tiledEmbedding is not null)
+        {
+            _tiledEmbedding.Backward(dResidual3);
+        }
+        else
+        {
+            _embedding!.Backward(dResidual3);
+        }
+        _backing?.EndBackward(0);
         gradientsReadyFrom?.Invoke(Parameters.LayerStart(0));
     }
 
@@ -141,9 +186,21 @@ public sealed partial class TransformerModel : IDisposable
     public Tensor Logits(Tensor ids)
     {
         CheckIds(ids, nameof(ids));
+        if (_head is null)
+        {
+            throw new InvalidOperationException("Logits needs the whole LM head on the device; with a vocabulary tiled in chunks use Forward for the loss");
+        }
         _canBackward = false;
         var xf = RunTrunk(ids);
-        var logits = Ops.Empty(new Shape(_batch, _time, Config.VocabSize), Options.ComputeDType);
+        Tensor logits;
+        try
+        {
+            logits = Ops.Empty(new Shape(_batch, _time, Config.VocabSize), Options.ComputeDType);
+        }
+        finally
+        {
+            _backing?.EndForward(Config.Layers + 1);
+        }
         try
         {
             _head.Logits(xf, logits.Reshape(_batch * _time, Config.VocabSize));
@@ -156,7 +213,10 @@ public sealed partial class TransformerModel : IDisposable
         return logits;
     }
 
-    /// <summary>Embeddings, blocks and final norm: returns the normalised [N, C] rows the head reads.</summary>
+    /// <summary>
+    /// Embeddings, blocks and final norm: returns the normalised [N, C] rows the head reads. Under a backing, layer
+    /// L+1 (final norm and head) is left begun: the caller ends it after the head.
+    /// </summary>
     private Tensor RunTrunk(Tensor ids)
     {
         int b = _batch, t = _time, c = Config.Channels, n = b * t;
@@ -164,12 +224,24 @@ public sealed partial class TransformerModel : IDisposable
         var savedIds = _ws.Get("ids", ids.Shape, ids.DType, saved: true);
         Ops.Copy(ids, savedIds);
         var x = Residual(0);
-        _embedding.Forward(savedIds, x);
+        _backing?.BeginForward(0);
+        if (_tiledEmbedding is not null)
+        {
+            _tiledEmbedding.Forward(savedIds, x);
+        }
+        else
+        {
+            _embedding!.Forward(savedIds, x);
+        }
+        _backing?.EndForward(0);
         for (int l = 0; l < Config.Layers; l++)
         {
+            _backing?.BeginForward(l + 1);
             _blocks[l].Forward(Residual(l), Residual(l + 1));
+            _backing?.EndForward(l + 1);
         }
         var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
+        _backing?.BeginForward(Config.Layers + 1);
         _finalNorm.Forward(Residual(Config.Layers).Reshape(n, c), xf);
         return xf;
     }

@@ -8,4 +8,11 @@ public sealed record TransformerOptions
 
     /// <summary>Keep only each block's input in forward and recompute the block in backward.</summary>
     public bool CheckpointActivations { get; init; }
+
+    /// <summary>
+    /// When set, the parameters live in chunks instead of one device slab: the model declares them, calls this with
+    /// the declared store to get the chunks' owner, attaches it, and brackets every layer's compute with its
+    /// Begin/End calls; a [V, C] vocabulary matrix the backing tiles is used a row tile at a time.
+    /// </summary>
+    public Func<Nn.ParameterStore, Nn.IParameterBacking>? Backing { get; init; }
 }

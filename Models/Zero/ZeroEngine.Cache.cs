@@ -1,0 +1,488 @@
+using System.Runtime.InteropServices;
+using Hal.Memory;
+
+namespace Hal.Models.Zero;
+
+// The device cache of gathered parameter chunks and of gradient chunks being accumulated, the warm-up trace and the
+// placement plan. Shapes as in ZeroEngine.cs.
+public sealed partial class ZeroEngine
+{
+    /// <summary>Head-room left in the device budget for the allocator's rounding and small temporaries.</summary>
+    private const long BudgetMarginBytes = 1L << 20;
+
+    private long _capacity;
+    private long _cacheBytes;
+    private long _peakCacheBytes;
+    private long _hostToDevice;
+    private long _deviceToHost;
+    private long _nvmeRead;
+    private long _nvmeWritten;
+    private long _gathers;
+    private long _clock;
+    private bool _tracing;
+    private bool _planned;
+    private readonly List<(int Chunk, bool Grad)> _trace = [];
+    private Dictionary<(int Chunk, bool Grad), List<int>>? _positions;
+    private int _cursor;
+    private long _nonModelPeak;
+    private long _maxInUseBytes;
+
+    /// <summary>Bytes the gathered chunks may take on the device (long.MaxValue: bounded only by the allocator).</summary>
+    public long CacheCapacityBytes => _capacity;
+
+    /// <summary>Device bytes the warm-up step measured for everything but model states (activations, workspace); 0 before it.</summary>
+    public long NonModelPeakBytes => _nonModelPeak;
+
+    private void StartPass()
+    {
+        _cursor = 0;
+        foreach (var c in _chunks)
+        {
+            c.ReducedThisPass = false;
+        }
+    }
+
+    private void AcquireParam(ZChunk c)
+    {
+        BeginEvent(c, grad: false);
+        c.ParamUsers++;
+        if (c.Param is null || !c.ParamFresh)
+        {
+            Fetch(c);
+        }
+        EndEvent();
+    }
+
+    private void ReleaseParam(ZChunk c)
+    {
+        if (c.ParamUsers <= 0)
+        {
+            throw new InvalidOperationException($"chunk {c.Index}: parameters released more often than acquired");
+        }
+        c.ParamUsers--;
+        if (c.ParamUsers == 0 && !c.Pinned && _capacity == 0)
+        {
+            FreeParam(c);
+        }
+    }
+
+    private void AcquireGrad(ZChunk c)
+    {
+        BeginEvent(c, grad: true);
+        c.GradUsers++;
+        MaterializeGrad(c);
+        EndEvent();
+    }
+
+    private void ReleaseGrad(ZChunk c)
+    {
+        if (c.GradUsers <= 0)
+        {
+            throw new InvalidOperationException($"chunk {c.Index}: gradients released more often than acquired");
+        }
+        c.GradUsers--;
+        // A tile's gradient is final after its last user's contribution: reduce it now rather than at the layer's
+        // end, so that only one gradient tile is resident at a time.
+        if (c.GradUsers == 0 && c.TileParam >= 0 && _backwardLayer == c.FinalLayer && !c.ReducedThisPass)
+        {
+            Reduce(c);
+        }
+    }
+
+    private void MaterializeGrad(ZChunk c)
+    {
+        if (c.Grad is not null)
+        {
+            return;
+        }
+        c.Grad = Allocate(c.Padded);
+        if (c.GradStaged is { } staged)
+        {
+            _device.CopyFromHost(staged, c.Grad.Buffer, c.Grad.OffsetBytes);
+            _hostToDevice += staged.LongLength;
+            c.GradStaged = null;
+        }
+        else
+        {
+            _ops.Fill(c.Grad, 0);
+        }
+    }
+
+    /// <summary>Materialises the chunk's parameters on the device: this rank's shard from its master, then all-gather.</summary>
+    private void Fetch(ZChunk c)
+    {
+        c.Param ??= Allocate(c.Padded);
+        var shape = new Shape(checked((int)c.Shard));
+        if (_dp == 1)
+        {
+            WriteShardFromMaster(c, c.Param.View(0, shape));
+        }
+        else
+        {
+            using var send = _ops.Empty(shape, _compute);
+            WriteShardFromMaster(c, send);
+            _comm!.AllGather(send, c.Param);
+        }
+        c.ParamFresh = true;
+        _gathers++;
+    }
+
+    /// <summary>dst [Shard] (compute dtype, device) = this rank's master shard, rounded.</summary>
+    private void WriteShardFromMaster(ZChunk c, Tensor dst)
+    {
+        var tier = _states.TierOf(c.State);
+        if (tier == Tier.Device)
+        {
+            var master = StateView(c, MasterSlot);
+            if (_compute == DType.F32)
+            {
+                _ops.Copy(master, dst);
+            }
+            else
+            {
+                _ops.Cast(master, dst);
+            }
+            return;
+        }
+        ReadOnlySpan<float> values = tier == Tier.Host ? HostSlot(c, MasterSlot) : ReadNvmeSlot(c, MasterSlot);
+        var bytes = ToComputeBytes(values);
+        _device.CopyFromHost(bytes, dst.Buffer, dst.OffsetBytes);
+        _hostToDevice += bytes.Length;
+    }
+
+    /// <summary>Allocates a cache buffer of <paramref name="elements"/>, evicting what the policy allows first.</summary>
+    private Tensor Allocate(long elements)
+    {
+        long bytes = elements * _computeBytes;
+        while (_cacheBytes + bytes > _capacity && EvictOne())
+        {
+        }
+        while (true)
+        {
+            try
+            {
+                var t = _ops.Empty(new Shape(checked((int)elements)), _compute);
+                _cacheBytes += bytes;
+                _peakCacheBytes = Math.Max(_peakCacheBytes, _cacheBytes);
+                return t;
+            }
+            catch (OutOfDeviceMemoryException) when (EvictOne())
+            {
+                // Evicted one more cached chunk; try again.
+            }
+        }
+    }
+
+    private void FreeParam(ZChunk c)
+    {
+        if (c.Param is null)
+        {
+            return;
+        }
+        c.Param.Dispose();
+        c.Param = null;
+        c.ParamFresh = false;
+        _cacheBytes -= c.ParamBytes(_computeBytes);
+    }
+
+    private void FreeGrad(ZChunk c)
+    {
+        if (c.Grad is null)
+        {
+            return;
+        }
+        c.Grad.Dispose();
+        c.Grad = null;
+        _cacheBytes -= c.ParamBytes(_computeBytes);
+    }
+
+    /// <summary>Forgets any gradient contributions (a new step).</summary>
+    private void DropGrad(ZChunk c)
+    {
+        FreeGrad(c);
+        c.GradStaged = null;
+    }
+
+    /// <summary>
+    /// Frees one cached chunk nobody uses now: a stale parameter copy first, else the one whose next use is furthest
+    /// away (the warm-up order; least recently used before it exists). A partial gradient is copied to host memory.
+    /// </summary>
+    private bool EvictOne()
+    {
+        ZChunk? victim = null;
+        bool victimGrad = false;
+        long best = long.MinValue;
+        foreach (var c in _chunks)
+        {
+            if (c.Param is not null && c.ParamUsers == 0 && (!c.Pinned || !c.ParamFresh))
+            {
+                long score = !c.ParamFresh ? long.MaxValue : NextUse(c, grad: false);
+                if (score > best)
+                {
+                    (best, victim, victimGrad) = (score, c, false);
+                }
+            }
+            if (c.Grad is not null && c.GradUsers == 0)
+            {
+                long score = NextUse(c, grad: true);
+                if (score > best)
+                {
+                    (best, victim, victimGrad) = (score, c, true);
+                }
+            }
+        }
+        if (victim is null)
+        {
+            return false;
+        }
+        if (victimGrad)
+        {
+            var staged = new byte[victim.Padded * _computeBytes];
+            _device.CopyToHost(victim.Grad!.Buffer, victim.Grad.OffsetBytes, staged);
+            _deviceToHost += staged.LongLength;
+            victim.GradStaged = staged;
+            FreeGrad(victim);
+        }
+        else
+        {
+            FreeParam(victim);
+        }
+        return true;
+    }
+
+    /// <summary>A larger number = used later: the next position in the warm-up trace, or how long ago it was last used.</summary>
+    private long NextUse(ZChunk c, bool grad)
+    {
+        if (_positions is not null && _positions.TryGetValue((c.Index, grad), out var at))
+        {
+            foreach (int p in at)
+            {
+                if (p >= _cursor)
+                {
+                    return p - _cursor;
+                }
+            }
+            return at[0] + _trace.Count - _cursor;
+        }
+        return _clock - c.LastUse;
+    }
+
+    private void BeginEvent(ZChunk c, bool grad)
+    {
+        c.LastUse = ++_clock;
+        _cursor++;
+        if (_tracing)
+        {
+            _trace.Add((c.Index, grad));
+            // What the allocator peaked at since the last event, minus the model states held meanwhile, is what the
+            // rest of the step (activations, workspace, temporaries) needed.
+            var stats = _device.Allocator.Stats;
+            _nonModelPeak = Math.Max(_nonModelPeak, stats.PeakBytesInUse - _cacheBytes - _states.BytesInUse(Tier.Device));
+        }
+    }
+
+    private void EndEvent()
+    {
+        if (_tracing)
+        {
+            long inUse = _chunks.Sum(c => (c.ParamUsers > 0 && c.Param is not null ? c.ParamBytes(_computeBytes) : 0)
+                + (c.GradUsers > 0 && c.Grad is not null ? c.ParamBytes(_computeBytes) : 0));
+            _maxInUseBytes = Math.Max(_maxInUseBytes, inUse);
+            _device.Allocator.ResetPeak();
+        }
+    }
+
+    /// <summary>Initial state placement: none → device; static → the first (1 − O) of the bytes on the device; auto → host until planned.</summary>
+    private void PlaceStates()
+    {
+        var offload = Options.Offload;
+        long total = _chunks.Sum(c => c.StateBytes);
+        long deviceShare = offload.Policy switch
+        {
+            OffloadPolicy.None => long.MaxValue,
+            OffloadPolicy.Static => (long)((1 - offload.OptimizerFraction) * total),
+            _ => 0,
+        };
+        long placed = 0;
+        foreach (var c in _chunks)
+        {
+            c.State = new Chunk(c.Index, Slots * c.Shard, DType.F32,
+            [
+                new("master", c.Index, MasterSlot * c.Shard, c.Shard),
+                new("grad", c.Index, GradSlot * c.Shard, c.Shard),
+                new("exp_avg", c.Index, FirstMomentSlot * c.Shard, c.Shard),
+                new("exp_avg_sq", c.Index, SecondMomentSlot * c.Shard, c.Shard),
+            ]);
+            bool device = placed + c.StateBytes <= deviceShare;
+            if (device)
+            {
+                placed += c.StateBytes;
+                _states.AddAsync(c.State, Tier.Device).GetAwaiter().GetResult();
+            }
+            else
+            {
+                AddOffDevice(c.State);
+            }
+        }
+        _tracing = offload.Policy == OffloadPolicy.Auto;
+    }
+
+    /// <summary>Host memory, or the NVMe directory when the host limit is reached and one was given.</summary>
+    private void AddOffDevice(Chunk state)
+    {
+        try
+        {
+            _states.AddAsync(state, Tier.Host).GetAwaiter().GetResult();
+        }
+        catch (TierFullException) when (Options.NvmeDirectory is not null)
+        {
+            _states.AddAsync(state, Tier.Nvme).GetAwaiter().GetResult();
+        }
+    }
+
+    /// <summary>Pinned parameter chunks stay on the device between uses: all under stage 2, the first (1 − P) of the bytes under static.</summary>
+    private void ChoosePinned()
+    {
+        var offload = Options.Offload;
+        long total = _chunks.Sum(c => c.ParamBytes(_computeBytes));
+        long pinnedShare = offload.Policy switch
+        {
+            OffloadPolicy.None => Options.Stage == 2 ? long.MaxValue : 0,
+            OffloadPolicy.Static => (long)((1 - offload.ParameterFraction) * total),
+            _ => 0,
+        };
+        long pinned = 0;
+        foreach (var c in _chunks)
+        {
+            if (pinned + c.ParamBytes(_computeBytes) <= pinnedShare)
+            {
+                c.Pinned = true;
+                pinned += c.ParamBytes(_computeBytes);
+            }
+        }
+    }
+
+    private long InitialCapacity() => Options.Offload.Policy switch
+    {
+        OffloadPolicy.None => Options.Stage == 2 ? long.MaxValue : 0,
+        OffloadPolicy.Static => long.MaxValue,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// After the warm-up step (auto): with the measured non-model peak, move as many state chunks to the device as fit
+    /// beside the largest working set, and give the rest of the budget to the cache. Collective-free.
+    /// </summary>
+    private void PlanAfterWarmup()
+    {
+        _planned = true;
+        if (Options.Offload.Policy != OffloadPolicy.Auto)
+        {
+            return;
+        }
+        _tracing = false;
+        _positions = [];
+        for (int i = 0; i < _trace.Count; i++)
+        {
+            if (!_positions.TryGetValue(_trace[i], out var list))
+            {
+                _positions[_trace[i]] = list = [];
+            }
+            list.Add(i);
+        }
+        long largest = _chunks.Max(c => c.ParamBytes(_computeBytes));
+        if (_device.Allocator.Stats.LimitBytes is not { } limit)
+        {
+            foreach (var c in _chunks)
+            {
+                _states.MoveAsync(c.State, Tier.Device).GetAwaiter().GetResult();
+            }
+            _capacity = long.MaxValue;
+            return;
+        }
+        long margin = BudgetMarginBytes + (limit / 50);
+        long free = limit - _nonModelPeak - _maxInUseBytes - largest - margin;
+        foreach (var c in _chunks)
+        {
+            if (c.StateBytes <= free && _states.TierOf(c.State) != Tier.Device)
+            {
+                FreeParam(c);
+                _states.MoveAsync(c.State, Tier.Device).GetAwaiter().GetResult();
+                free -= c.StateBytes;
+            }
+        }
+        _capacity = Math.Max(_maxInUseBytes + largest, limit - _nonModelPeak - _states.BytesInUse(Tier.Device) - margin);
+    }
+
+    private Tensor StateView(ZChunk c, int slot) =>
+        new(_states.DeviceBufferOf(c.State), slot * c.Shard * sizeof(float), new Shape(checked((int)c.Shard)), DType.F32);
+
+    private Span<float> HostSlot(ZChunk c, int slot) =>
+        MemoryMarshal.Cast<byte, float>(_states.HostPayload(c.State)).Slice(checked((int)(slot * c.Shard)), checked((int)c.Shard));
+
+    private float[] _nvmeScratch = [];
+    private byte[] _bytesScratch = [];
+
+    /// <summary>Reads one slot of an NVMe state chunk into a scratch array (valid until the next read).</summary>
+    private Span<float> ReadNvmeSlot(ZChunk c, int slot)
+    {
+        int n = checked((int)c.Shard);
+        if (_nvmeScratch.Length < n)
+        {
+            _nvmeScratch = new float[n];
+        }
+        var bytes = MemoryMarshal.AsBytes(_nvmeScratch.AsSpan(0, n));
+        var buffer = new byte[bytes.Length];
+        _states.ReadAsync(c.State, slot * c.Shard * sizeof(float), buffer).GetAwaiter().GetResult();
+        buffer.CopyTo(bytes);
+        _nvmeRead += buffer.Length;
+        return _nvmeScratch.AsSpan(0, n);
+    }
+
+    private void WriteNvmeSlot(ZChunk c, int slot, ReadOnlySpan<float> values)
+    {
+        var buffer = MemoryMarshal.AsBytes(values).ToArray();
+        _states.WriteAsync(c.State, slot * c.Shard * sizeof(float), buffer).GetAwaiter().GetResult();
+        _nvmeWritten += buffer.Length;
+    }
+
+    /// <summary>fp32 values as bytes of the compute dtype (a scratch array valid until the next call).</summary>
+    private ReadOnlySpan<byte> ToComputeBytes(ReadOnlySpan<float> values)
+    {
+        if (_compute == DType.F32)
+        {
+            return MemoryMarshal.AsBytes(values);
+        }
+        int n = values.Length * _computeBytes;
+        if (_bytesScratch.Length < n)
+        {
+            _bytesScratch = new byte[n];
+        }
+        var halves = MemoryMarshal.Cast<byte, ushort>(_bytesScratch.AsSpan(0, n));
+        for (int i = 0; i < values.Length; i++)
+        {
+            halves[i] = Numerics.HalfConvert.FloatToBf16(values[i]);
+        }
+        return _bytesScratch.AsSpan(0, n);
+    }
+
+    /// <summary>A device [Shard] tensor of the compute dtype downloaded as fp32 values into <paramref name="dst"/>.</summary>
+    private void DownloadAsFloat(Tensor src, Span<float> dst)
+    {
+        if (_compute == DType.F32)
+        {
+            _device.CopyToHost(src.Buffer, src.OffsetBytes, MemoryMarshal.AsBytes(dst));
+        }
+        else
+        {
+            var raw = new byte[src.SizeInBytes];
+            _device.CopyToHost(src.Buffer, src.OffsetBytes, raw);
+            var halves = MemoryMarshal.Cast<byte, ushort>(raw);
+            for (int i = 0; i < dst.Length; i++)
+            {
+                dst[i] = Numerics.HalfConvert.Bf16ToFloat(halves[i]);
+            }
+        }
+        _deviceToHost += src.SizeInBytes;
+    }
+}
