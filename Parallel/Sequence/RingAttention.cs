@@ -215,7 +215,7 @@ public sealed class RingAttention : IDisposable
         {
             // The block in hand belongs to the next rank: send its dk/dv home and receive this rank's own.
             long half = current.ElementCount / 2;
-            var sums = new Shape(current.Shape.ToArray()[1..]).With(0, 2);
+            var sums = current.Shape.With(0, 2);
             Rotate(current.View(half, sums), next.View(half, sums), compute: null);
             gradients = next;
         }
