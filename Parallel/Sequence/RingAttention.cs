@@ -125,11 +125,12 @@ public sealed class RingAttention : IDisposable
     /// dq [B, H, Tl, D], dk and dv [B, Hkv, Tl, D] of this rank's tokens, from the merged output and lse that
     /// <see cref="Forward"/> returned. Key/value blocks travel the ring again, carrying their dk/dv partial sums,
     /// and a last hop returns each block's sums to its owner. Collective over the group.
-    /// Each block's exact share of the gradient comes from the global softmax P = exp(s − lse): F32 and 16-bit pass the
-    /// merged lse and output to the fused backward, which recomputes P from the lse it is given. F64 cannot: the saved lse
-    /// is F32, and a backend may (the CPU one does) recompute the block's own lse in F64 instead of reading it; so F64 first
-    /// rebuilds the global lse in F64 (one more pass of the keys alone) and passes each block its own lse with dOutput
-    /// scaled by exp(lse_block − lse), which gives the same gradient whichever lse the kernel uses.
+    /// Each block's share of the gradient needs the global softmax P = exp(s − lse), but fused backwards differ in which
+    /// lse they use: the CPU F32 kernel reads the one it is given, the CPU F64 and CUDA kernels recompute the block's own
+    /// from q and k. So every block is passed its own lse (computed here by GEMM and reductions) and dOutput scaled by
+    /// exp(lse_block − lse) per row, which yields the block's exact share whichever lse the kernel uses; the merged
+    /// output still supplies rowsum(dO ⊙ O). F64 first rebuilds the global lse in F64 (the saved one is F32) with one
+    /// more pass of the keys alone.
     /// </summary>
     /// <exception cref="ArgumentException">Causal with an odd local length.</exception>
     /// <exception cref="ShapeMismatchException">The shapes do not fit.</exception>
@@ -150,16 +151,17 @@ public sealed class RingAttention : IDisposable
         blocks.SplitChunks(k, chunks, AttentionBlocks.Chunk(current, 0));
         blocks.SplitChunks(v, chunks, AttentionBlocks.Chunk(current, 1));
 
-        bool precise = ct != DType.F32;
+        // The global lse: F32 work reads the saved one; F64 rebuilds it in F64 (the saved one is F32) with one pass of
+        // the keys alone, keeping each block's own lse for the gradient pass.
         Tensor lses;
         Dictionary<(int Step, int A, int B), Tensor>? blockLses = null;
-        if (precise)
+        if (ct == DType.F64)
         {
             (lses, blockLses) = GlobalLse(blocks, queries, AttentionBlocks.Chunk(current, 0), causal, chunks, scale);
         }
         else
         {
-            lses = blocks.SplitChunks(lse, chunks, DType.F32);
+            lses = blocks.SplitChunks(lse, chunks, ct);
         }
 
         var dQueries = blocks.Zeros(queries.Shape, ct);
@@ -168,8 +170,10 @@ public sealed class RingAttention : IDisposable
         var dqPart = blocks.Empty(chunkShape, ct);
         var dkPart = blocks.Empty(new Shape(kvChunkShape), ct);
         var dvPart = blocks.Empty(new Shape(kvChunkShape), ct);
-        var scaledDo = precise ? blocks.Empty(chunkShape, ct) : null;
-        var kernelLse = precise ? blocks.Empty(AttentionBlocks.Chunk(lses, 0).Shape, DType.F32) : null;
+        var scaledDo = blocks.Empty(chunkShape, ct);
+        var lseShape = AttentionBlocks.Chunk(lses, 0).Shape;
+        var computedLse = blockLses is null ? blocks.Empty(lseShape, ct) : null;
+        var kernelLse = ct == DType.F32 ? null : blocks.Empty(lseShape, DType.F32);
 
         for (int step = 0; step < sp; step++)
         {
@@ -188,17 +192,21 @@ public sealed class RingAttention : IDisposable
                     var kb = AttentionBlocks.Chunk(AttentionBlocks.Chunk(current, 0), b);
                     var vb = AttentionBlocks.Chunk(AttentionBlocks.Chunk(current, 1), b);
                     var oa = AttentionBlocks.Chunk(outputs, a);
-                    var doa = AttentionBlocks.Chunk(dOutputs, a);
-                    var lsea = AttentionBlocks.Chunk(lses, a);
-                    if (precise)
+                    // This block's own softmax is P_block = P · exp(lse − lse_block); dOutput scaled by
+                    // exp(lse_block − lse) turns its gradient into this block's share of the global one.
+                    var own = blockLses?[(step, a, b)] ?? computedLse!;
+                    if (blockLses is null)
                     {
-                        var own = blockLses![(step, a, b)];
-                        blocks.ScaleRows(doa, own, lsea, scaledDo!);
-                        _ops.Cast(own, kernelLse!);
-                        doa = scaledDo!;
-                        lsea = kernelLse!;
+                        blocks.LogSumExp(qa, kb, diagonal, scale, own);
                     }
-                    _ops.AttentionBackward(qa, kb, vb, oa, lsea, doa, diagonal, scale, dqPart, dkPart, dvPart);
+                    blocks.ScaleRows(AttentionBlocks.Chunk(dOutputs, a), own, AttentionBlocks.Chunk(lses, a), scaledDo);
+                    var ownF32 = own;
+                    if (kernelLse is not null)
+                    {
+                        _ops.Cast(own, kernelLse);
+                        ownF32 = kernelLse;
+                    }
+                    _ops.AttentionBackward(qa, kb, vb, oa, ownF32, scaledDo, diagonal, scale, dqPart, dkPart, dvPart);
                     blocks.AddInto(dqPart, AttentionBlocks.Chunk(dQueries, a));
                     blocks.AddInto(dkPart, AttentionBlocks.Chunk(AttentionBlocks.Chunk(current, 2), b));
                     blocks.AddInto(dvPart, AttentionBlocks.Chunk(AttentionBlocks.Chunk(current, 3), b));
