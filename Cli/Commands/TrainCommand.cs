@@ -4,6 +4,7 @@ using Hal.Cli.Training;
 using Hal.Collectives.Mpi;
 using Hal.Models.Training;
 using Hal.Models.Transformer;
+using Hal.Models.Zero;
 
 namespace Hal.Cli.Commands;
 
@@ -24,7 +25,40 @@ internal static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from a Hugging Face directory (config.json + model.safetensors) instead of --model.", HelpName = "DIR" };
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
-        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks (default {d.Zero}).", HelpName = "0|1" };
+        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
+        var offload = new Option<OffloadSpec?>("--offload")
+        {
+            Description = "Model states off the device: none, static:PARAMS,OPTIM (fractions offloaded) or auto (a warm-up step measures memory, then the budget is filled) (default none).",
+            HelpName = "none|static:P,O|auto",
+            CustomParser = result =>
+            {
+                try
+                {
+                    return OffloadSpec.Parse(result.Tokens.Count > 0 ? result.Tokens[0].Value : "");
+                }
+                catch (FormatException e)
+                {
+                    result.AddError(e.Message);
+                    return null;
+                }
+            },
+        };
+        var nvmeDir = new Option<string?>("--nvme-dir") { Description = "With --offload: a directory for optimizer-state chunks beyond --host-memory.", HelpName = "DIR" };
+        var hostMemory = new Option<long?>("--host-memory")
+        {
+            Description = "With --offload: bytes of host memory the optimizer states may take, e.g. 256MiB (default: no limit).",
+            HelpName = "SIZE",
+            CustomParser = result =>
+            {
+                string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+                if (ByteSize.TryParse(text, out long bytes, out string error))
+                {
+                    return bytes;
+                }
+                result.AddError($"--host-memory: {error}");
+                return null;
+            },
+        };
         var precision = Choice("--precision", TrainArguments.Precisions.Keys, $"Compute precision; bf16/fp16 keep fp32 master weights (default {TrainArguments.Name(d.Precision)}).");
         var optimizer = Choice("--optimizer", TrainArguments.Optimizers.Keys, $"Optimizer (default {TrainArguments.Name(d.Optimizer)}).");
         var lr = new Option<double?>("--lr") { Description = $"Peak learning rate (default {Inv(d.LearningRate)}).", HelpName = "X" };
@@ -48,7 +82,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, zero, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -62,6 +96,9 @@ internal static class TrainCommand
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
                     Zero = parse.GetValue(zero) ?? d.Zero,
+                    Offload = parse.GetValue(offload) ?? OffloadSpec.None,
+                    NvmeDir = parse.GetValue(nvmeDir),
+                    HostMemoryBytes = parse.GetValue(hostMemory),
                     Precision = parse.GetValue(precision) is { } p ? TrainArguments.Precisions[p] : d.Precision,
                     Optimizer = parse.GetValue(optimizer) is { } o ? TrainArguments.Optimizers[o] : d.Optimizer,
                     LearningRate = parse.GetValue(lr) ?? d.LearningRate,

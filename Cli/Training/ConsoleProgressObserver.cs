@@ -80,6 +80,10 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         EndProgressLine();
         _out.WriteLine(F($"done: {end.Steps} steps, final loss {Number(end.FinalLoss, "F4")} nats/token") + Gap(end) + ";");
         _out.WriteLine(F($"  {end.TokensPerSec:F0} tokens/s; peak device memory {end.PeakDeviceBytes:N0} bytes; model states {end.ModelStateBytes:N0} bytes (all ranks); skipped steps {end.SkippedSteps}"));
+        if (end.HostBytes > 0 || end.NvmeBytes > 0 || end.TierTrafficBytes > 0)
+        {
+            _out.WriteLine(F($"  off the device: host {end.HostBytes:N0} bytes, NVMe {end.NvmeBytes:N0} bytes; traffic between tiers {end.TierTrafficBytes:N0} bytes"));
+        }
         _out.WriteLine("  checkpoint: " + (end.CheckpointDir ?? "none (give --out DIR to write one)"));
         _out.WriteLine("  elapsed: " + Duration(end.Elapsed));
         _out.Flush();

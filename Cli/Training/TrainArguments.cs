@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Hal.Models.Training;
 using Hal.Models.Transformer;
+using Hal.Models.Zero;
 
 namespace Hal.Cli.Training;
 
@@ -81,13 +82,17 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--dp {c.Dp}: must be at least 1 (the number of data-parallel ranks)");
         }
-        if (c.Zero is 2 or 3)
+        if (c.Zero is < 0 or > 3)
         {
-            throw new UsageException($"--zero {c.Zero}: ZeRO stage {c.Zero} is not available yet; use --zero 1 or 0");
+            throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off), 1 (optimizer states sharded over the dp ranks), 2 (and gradients) or 3 (and parameters)");
         }
-        if (c.Zero is not (0 or 1))
+        if (c.Offload.Policy == OffloadPolicy.None && (c.NvmeDir is not null || c.HostMemoryBytes is not null))
         {
-            throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off) or 1 (optimizer states sharded over the dp ranks)");
+            throw new UsageException("--nvme-dir and --host-memory place offloaded optimizer states: give --offload static:P,O or auto as well");
+        }
+        if (c.NvmeDir is { } nvme && !Directory.Exists(nvme))
+        {
+            throw new UsageException($"--nvme-dir {nvme}: no such directory; create it first (a local disk, ideally NVMe)");
         }
         if (worldSize is { } world && c.Dp != world)
         {

@@ -16,6 +16,12 @@ public interface IParameterBacking
     /// <summary>A device view of the i-th declared parameter's gradient (backward adds into it); valid between BeginBackward and EndBackward of its layer.</summary>
     Tensor Grad(int index);
 
+    /// <summary>A device view of slab elements [offset, offset + shape.ElementCount) of one layer's parameters (as <see cref="Param"/>).</summary>
+    Tensor ParamRange(long offset, Shape shape);
+
+    /// <summary>A device view of the gradients at slab elements [offset, offset + shape.ElementCount) (as <see cref="Grad"/>).</summary>
+    Tensor GradRange(long offset, Shape shape);
+
     /// <summary>The row tiles of the i-th parameter when it is reached by tiles; null when it is resident whole with its layer.</summary>
     IRowTileSource? RowTiles(int index);
 

@@ -90,13 +90,16 @@ public sealed class Linear
     /// <summary>Whether the layer adds a bias.</summary>
     public bool HasBias => _biasOffset is not null;
 
-    private Tensor Weight => _weight ??= _store.Params.View(_weightOffset, WeightShape);
+    // A slab's views never move and are cached; chunked parameters are asked for on every use (their buffers come and go).
+    private Tensor Weight => _store.Backing is not null ? _store.ParamRange(_weightOffset, WeightShape) : _weight ??= _store.ParamRange(_weightOffset, WeightShape);
 
-    private Tensor WeightGrad => _weightGrad ??= _store.Grads.View(_weightOffset, WeightShape);
+    private Tensor WeightGrad => _store.Backing is not null ? _store.GradRange(_weightOffset, WeightShape) : _weightGrad ??= _store.GradRange(_weightOffset, WeightShape);
 
-    private Tensor? Bias => _biasOffset is { } o ? _bias ??= _store.Params.View(o, new Shape(OutFeatures)) : null;
+    private Tensor? Bias => _biasOffset is not { } o ? null
+        : _store.Backing is not null ? _store.ParamRange(o, new Shape(OutFeatures)) : _bias ??= _store.ParamRange(o, new Shape(OutFeatures));
 
-    private Tensor? BiasGrad => _biasOffset is { } o ? _biasGrad ??= _store.Grads.View(o, new Shape(OutFeatures)) : null;
+    private Tensor? BiasGrad => _biasOffset is not { } o ? null
+        : _store.Backing is not null ? _store.GradRange(o, new Shape(OutFeatures)) : _biasGrad ??= _store.GradRange(o, new Shape(OutFeatures));
 
     /// <summary>y [N, Out] = x [N, In]·W + b + beta·y (beta = 1 adds the result into y, e.g. into a residual).</summary>
     public void Forward(Ops ops, Tensor x, Tensor y, double beta = 0)

@@ -159,6 +159,12 @@ public sealed class ParameterStore : IDisposable
     /// <summary>A view of the i-th declared parameter's gradient.</summary>
     public Tensor Grad(int index) => _backing is not null ? _backing.Grad(index) : Allocated(_gradViews)[index];
 
+    /// <summary>A view of the parameters at slab elements [offset, offset + shape.ElementCount) (neighbouring parameters of one layer may be viewed as one).</summary>
+    public Tensor ParamRange(long offset, Shape shape) => _backing is not null ? _backing.ParamRange(offset, shape) : Params.View(offset, shape);
+
+    /// <summary>A view of the gradients at slab elements [offset, offset + shape.ElementCount).</summary>
+    public Tensor GradRange(long offset, Shape shape) => _backing is not null ? _backing.GradRange(offset, shape) : Grads.View(offset, shape);
+
     /// <summary>The index of the named parameter in <see cref="Infos"/>.</summary>
     /// <exception cref="KeyNotFoundException">no parameter has that name.</exception>
     public int IndexOf(string name) =>

@@ -11,6 +11,15 @@ public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDe
 {
     /// <summary>Parameters, gradients and optimizer states (moments, momentum, fp32 masters) over all ranks, in bytes.</summary>
     public long ModelStateBytes { get; init; }
+
+    /// <summary>Model states in host memory at the end, over all ranks (ZeRO offload), in bytes.</summary>
+    public long HostBytes { get; init; }
+
+    /// <summary>Model states in NVMe files at the end, over all ranks, in bytes.</summary>
+    public long NvmeBytes { get; init; }
+
+    /// <summary>Bytes moved between device, host and NVMe over the run, all ranks (0 without offload).</summary>
+    public long TierTrafficBytes { get; init; }
 }
 
 /// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>

@@ -1,3 +1,5 @@
+using Hal.Models.Zero;
+
 namespace Hal.Models.Training;
 
 /// <summary>Compute precision: fp32 everywhere, or 16-bit compute with fp32 master weights.</summary>
@@ -41,6 +43,18 @@ public sealed record TrainConfig
 
     /// <summary>Device memory limit per rank in bytes (null: the device's own size).</summary>
     public long? DeviceMemoryBytes { get; init; }
+
+    /// <summary>Where model states live between the device, host memory and NVMe (<c>--offload</c>).</summary>
+    public OffloadSpec Offload { get; init; } = OffloadSpec.None;
+
+    /// <summary>Directory for optimizer-state chunks beyond the host limit (<c>--nvme-dir</c>).</summary>
+    public string? NvmeDir { get; init; }
+
+    /// <summary>Bytes of host memory the offloaded optimizer states may take (<c>--host-memory</c>); null: no limit.</summary>
+    public long? HostMemoryBytes { get; init; }
+
+    /// <summary>Whether the parameters live in chunks (ZeRO stage 2 or 3, or any offload) rather than one device slab.</summary>
+    public bool UsesChunks => Zero >= 2 || Offload.Policy != OffloadPolicy.None;
 
     /// <summary>Data-parallel ranks.</summary>
     public int Dp { get; init; } = 1;

@@ -4,6 +4,7 @@ using Hal.Models.Checkpoints;
 using Hal.Models.Data;
 using Hal.Models.Optim;
 using Hal.Models.Transformer;
+using Hal.Models.Zero;
 using Hal.Parallel;
 
 namespace Hal.Models.Training;
@@ -106,13 +107,13 @@ public static class Trainer
         {
             throw new TrainConfigException($"--steps must be at least 1, not {config.Steps}");
         }
-        if (config.Zero is 2 or 3)
+        if (config.Zero is < 0 or > 3)
         {
-            throw new TrainConfigException($"ZeRO stage {config.Zero} is not available yet; use --zero 1 or 0");
+            throw new TrainConfigException($"--zero {config.Zero}: the ZeRO stage is 0 (off), 1 (optimizer states sharded), 2 (+ gradients) or 3 (+ parameters)");
         }
-        if (config.Zero is not (0 or 1))
+        if (config.UsesChunks)
         {
-            throw new TrainConfigException($"--zero {config.Zero}: the ZeRO stage is 0 (off) or 1 (optimizer states sharded)");
+            CheckChunkedConfig(config);
         }
         if (config.Batch < 1 || config.Seq < 1 || config.GradAccum < 1)
         {
@@ -150,7 +151,8 @@ public static class Trainer
         }
         var footprint = Estimate(model, config);
         long? limit = config.DeviceMemoryBytes ?? device.Allocator.Stats.LimitBytes;
-        if (limit is { } l && footprint.TotalBytes > l)
+        // In chunks the model states need not fit on the device: the engine keeps the budget and says when it cannot.
+        if (limit is { } l && footprint.TotalBytes > l && !config.UsesChunks)
         {
             throw new TrainConfigException(
                 $"model '{model.Name}' needs about {Mib(footprint.TotalBytes)} per rank (parameters {Mib(footprint.ParameterBytes)}, gradients {Mib(footprint.GradientBytes)}, " +
@@ -159,6 +161,24 @@ public static class Trainer
         }
         int rows = config.Batch / config.Dp;
         return new Job(config, model, dataset, resume, rows, rows / config.GradAccum);
+    }
+
+    /// <summary>What the chunked path (ZeRO 2/3, offload) does not do yet, refused before any work.</summary>
+    private static void CheckChunkedConfig(TrainConfig config)
+    {
+        string what = config.Zero >= 2 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
+        if (config.Optimizer != OptimizerKind.AdamW)
+        {
+            throw new TrainConfigException($"{what} updates with AdamW (on the device or, for host chunks, the CPU); for --optimizer {config.Optimizer.ToString().ToLowerInvariant()} use --zero 0 or 1 without --offload");
+        }
+        if (config.Precision == Precision.Fp16)
+        {
+            throw new TrainConfigException($"{what} trains in fp32 or bf16 (fp16 needs dynamic loss scaling, which the chunked path does not do); use --precision bf16");
+        }
+        if (config.OutDir is not null || config.ResumeDir is not null || config.InitDir is not null)
+        {
+            throw new TrainConfigException($"{what} does not write or read checkpoints yet (--out, --resume, --init); train with --zero 0 or 1 to checkpoint");
+        }
     }
 
     private static ModelConfig ResolveModel(TrainConfig config, int vocabSize)
@@ -193,7 +213,35 @@ public static class Trainer
         int rank = comm?.Rank ?? 0;
         int dp = comm?.Size ?? 1;
         var computeDType = ComputeDType(config.Precision);
-        using var model = new TransformerModel(ops, job.Model, new TransformerOptions { ComputeDType = computeDType, CheckpointActivations = config.CheckpointActivations });
+        var optimizerOptions = new OptimizerOptions
+        {
+            Kind = config.Optimizer,
+            WeightDecay = config.WeightDecay,
+            Clip = config.Clip,
+            Precision = config.Precision,
+        };
+        // ZeRO 2/3 and offload: the parameters, gradients and optimizer states live in the engine's chunks.
+        ZeroEngine? engine = null;
+        Func<Nn.ParameterStore, Nn.IParameterBacking>? backing = null;
+        if (config.UsesChunks)
+        {
+            backing = declared => engine = new ZeroEngine(ops, declared, TransformerModel.VocabularyParameters(job.Model),
+                TransformerModel.SharedParameters(job.Model), comm, computeDType, new ZeroEngineOptions
+                {
+                    Stage = Math.Max(2, config.Zero),
+                    Offload = config.Offload,
+                    Optimizer = optimizerOptions,
+                    HostLimitBytes = config.HostMemoryBytes,
+                    NvmeDirectory = config.NvmeDir,
+                });
+        }
+        using var model = new TransformerModel(ops, job.Model, new TransformerOptions
+        {
+            ComputeDType = computeDType,
+            CheckpointActivations = config.CheckpointActivations,
+            Backing = backing,
+        });
+        using var engineScope = engine;
         var store = model.Parameters;
         model.Initialize(config.Seed);
         if (config.InitDir is { } initDir && job.ResumeDir is null)
@@ -201,22 +249,16 @@ public static class Trainer
             HuggingFace.LoadWeights(initDir, store, ops);
         }
         // ZeRO-1 with one rank is plain training: the partition exists only when there is something to split.
-        var partition = config.Zero == 1 && comm is not null && dp > 1 ? new ZeroPartition(store, dp) : null;
+        var partition = config.Zero == 1 && engine is null && comm is not null && dp > 1 ? new ZeroPartition(store, dp) : null;
         Func<double, double>? sumAcrossRanks = partition is not null ? v => DataParallel.SumScalar(comm!, ops, v) : null;
-        using var optimizer = new Optimizer(ops, store, new OptimizerOptions
-        {
-            Kind = config.Optimizer,
-            WeightDecay = config.WeightDecay,
-            Clip = config.Clip,
-            Precision = config.Precision,
-        }, partition?.Shard(rank), sumAcrossRanks);
-        optimizer.SyncMasterFromParams();
+        using var optimizer = engine is null ? new Optimizer(ops, store, optimizerOptions, partition?.Shard(rank), sumAcrossRanks) : null;
+        optimizer?.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
         var losses = new List<double>(config.Steps);
         long startStep = 1;
         long updates = 0;
-        if (job.ResumeDir is { } resumeDir)
+        if (job.ResumeDir is { } resumeDir && optimizer is not null)
         {
             CheckpointState state;
             if (partition is not null)
@@ -250,18 +292,23 @@ public static class Trainer
                 observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
             }
         }
-        if (comm is not null && computeDType == DType.F32)
+        if (comm is not null && computeDType == DType.F32 && engine is null)
         {
             // Every rank built the same weights from the same seed and files; the broadcast makes it a guarantee.
             // (16-bit runs keep fp32 masters that are equal by the same construction and are not re-derived.)
             DataParallel.BroadcastParameters(comm, store.Params);
         }
-        using var bucketer = comm is not null ? new GradientBucketer(comm, store.Grads) : null;
+        using var bucketer = comm is not null && engine is null ? new GradientBucketer(comm, store.Grads) : null;
+        if (engine is not null && rank == 0)
+        {
+            var z = engine.Stats;
+            observer.OnMessage($"ZeRO-{engine.Options.Stage}, offload {config.Offload}: {engine.ChunkCount} chunks; rank 0 holds optimizer states of {Mib(z.DeviceStateBytes)} on the device, {Mib(z.HostBytes)} in host memory, {Mib(z.NvmeBytes)} on NVMe");
+        }
 
         if (partition is not null)
         {
-            long held = (long)MaxScalar(comm!, ops, optimizer.StateBytesHeld);
-            long whole = Optimizer.StateBytes(optimizer.Options, store.Count, store.DType);
+            long held = (long)MaxScalar(comm!, ops, optimizer!.StateBytesHeld);
+            long whole = Optimizer.StateBytes(optimizer!.Options, store.Count, store.DType);
             if (rank == 0)
             {
                 observer.OnMessage($"ZeRO-1: optimizer state {Mib(held)} per rank at most ({Mib(whole)} unsharded) over {dp} ranks");
@@ -300,7 +347,7 @@ public static class Trainer
                 Upload(ops, globalInputs.AsSpan(first, microTokens), microValues, ids);
                 Upload(ops, globalTargets.AsSpan(first, microTokens), microValues, targets);
                 lossSum += model.Forward(ids, targets);
-                double gradScale = optimizer.LossScale / config.GradAccum;
+                double gradScale = (optimizer?.LossScale ?? 1) / config.GradAccum;
                 if (bucketer is not null && micro == config.GradAccum - 1)
                 {
                     bucketer.BeginBackward();
@@ -318,7 +365,11 @@ public static class Trainer
                 loss = DataParallel.AverageScalar(comm, ops, loss);
             }
             double lr = schedule.At(step);
-            var outcome = optimizer.Step(lr, updates + 1);
+            var outcome = engine is not null ? engine.Step(lr, updates + 1) : optimizer!.Step(lr, updates + 1);
+            if (engine is not null && step == startStep && rank == 0 && engine.PlanDescription is { } plan)
+            {
+                observer.OnMessage(plan);
+            }
             if (outcome.Skipped)
             {
                 skipped++;
@@ -350,7 +401,7 @@ public static class Trainer
                 observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
             }
             bool last = step == config.Steps;
-            if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
+            if (config.OutDir is { } outDir && optimizer is not null && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
             {
                 using var full = partition is not null ? new ZeroFullState(ops, store, optimizer) : null;
                 full?.Gather(comm, partition!);
@@ -386,14 +437,24 @@ public static class Trainer
         double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
         // Model states of this rank: the parameter and gradient slabs and the optimizer's named states (a ZeRO-1 rank
         // holds only its shard of the latter); summed over the ranks.
-        double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
+        double modelStateBytes = optimizer is not null
+            ? store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes)
+            : engine!.ModelStateBytes;
+        var tiers = engine?.Stats ?? default;
+        double hostBytes = tiers.HostBytes, nvmeBytes = tiers.NvmeBytes, trafficBytes = tiers.TierTrafficBytes;
         if (comm is not null)
         {
             modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
+            hostBytes = DataParallel.SumScalar(comm, ops, hostBytes);
+            nvmeBytes = DataParallel.SumScalar(comm, ops, nvmeBytes);
+            trafficBytes = DataParallel.SumScalar(comm, ops, trafficBytes);
         }
         var end = new TrainEnd(finalLoss, overallTokensPerSec, peak, config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
         {
             ModelStateBytes = (long)modelStateBytes,
+            HostBytes = (long)hostBytes,
+            NvmeBytes = (long)nvmeBytes,
+            TierTrafficBytes = (long)trafficBytes,
         };
         if (rank == 0)
         {

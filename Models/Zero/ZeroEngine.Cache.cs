@@ -27,6 +27,9 @@ public sealed partial class ZeroEngine
     private long _nonModelPeak;
     private long _maxInUseBytes;
 
+    /// <summary>What the auto policy decided after the warm-up step (null before, or for other policies).</summary>
+    public string? PlanDescription { get; private set; }
+
     /// <summary>Bytes the gathered chunks may take on the device (long.MaxValue: bounded only by the allocator).</summary>
     public long CacheCapacityBytes => _capacity;
 
@@ -398,6 +401,7 @@ public sealed partial class ZeroEngine
                 _states.MoveAsync(c.State, Tier.Device).GetAwaiter().GetResult();
             }
             _capacity = long.MaxValue;
+            PlanDescription = "offload auto: no device budget, so every optimizer-state chunk moved to the device";
             return;
         }
         long margin = BudgetMarginBytes + (limit / 50);
@@ -412,7 +416,13 @@ public sealed partial class ZeroEngine
             }
         }
         _capacity = Math.Max(_maxInUseBytes + largest, limit - _nonModelPeak - _states.BytesInUse(Tier.Device) - margin);
+        int onDevice = _chunks.Count(c => _states.TierOf(c.State) == Tier.Device);
+        PlanDescription = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"offload auto: the warm-up step needed {Mib(_nonModelPeak)} besides model states and {Mib(_maxInUseBytes)} of chunks in use at once; " +
+            $"{onDevice} of {_chunks.Length} optimizer-state chunks ({Mib(_states.BytesInUse(Tier.Device))}) now live on the device, the cache of gathered chunks may take {Mib(_capacity)} of the {Mib(limit)} budget");
     }
+
+    private static string Mib(long bytes) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{bytes / (1024.0 * 1024.0):F1} MiB");
 
     private Tensor StateView(ZChunk c, int slot) =>
         new(_states.DeviceBufferOf(c.State), slot * c.Shard * sizeof(float), new Shape(checked((int)c.Shard)), DType.F32);

@@ -41,6 +41,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
     private readonly ZChunk?[] _chunkOfParam;
     private readonly TileSet?[] _tilesOfParam;
     private int _backwardLayer = -1;
+    private ChunkTraffic _trafficAtStart;
     private bool _disposed;
 
     /// <summary>
@@ -95,6 +96,8 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         try
         {
             PlaceStates();
+            // Creating the state chunks (zero-filled) is not traffic between tiers.
+            _trafficAtStart = _states.Traffic;
             ChoosePinned();
             _capacity = InitialCapacity();
         }
@@ -136,6 +139,41 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         }
         var info = _store.Infos[index];
         return c.Grad.View(info.Offset - c.Start, info.Shape);
+    }
+
+    /// <inheritdoc/>
+    public Tensor ParamRange(long offset, Shape shape)
+    {
+        var c = ChunkAt(offset, shape);
+        if (c.Param is null || !c.ParamFresh || c.ParamUsers == 0)
+        {
+            throw new InvalidOperationException($"parameters at slab element {offset} are used outside a Begin/End of their layer {c.Users[0]}");
+        }
+        return c.Param.View(offset - c.Start, shape);
+    }
+
+    /// <inheritdoc/>
+    public Tensor GradRange(long offset, Shape shape)
+    {
+        var c = ChunkAt(offset, shape);
+        if (c.Grad is null || c.GradUsers == 0)
+        {
+            throw new InvalidOperationException($"gradients at slab element {offset} are used outside BeginBackward/EndBackward of their layer {c.Users[0]}");
+        }
+        return c.Grad.View(offset - c.Start, shape);
+    }
+
+    /// <summary>The layer chunk that holds slab elements [offset, offset + n).</summary>
+    private ZChunk ChunkAt(long offset, Shape shape)
+    {
+        foreach (var c in _chunks)
+        {
+            if (c.TileParam < 0 && offset >= c.Start && offset + shape.ElementCount <= c.Start + c.Count)
+            {
+                return c;
+            }
+        }
+        throw new ArgumentOutOfRangeException(nameof(offset), $"slab elements [{offset}, {offset + shape.ElementCount}) are not inside one layer's chunk");
     }
 
     /// <inheritdoc/>
@@ -209,7 +247,9 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
     {
         get
         {
-            var traffic = _states.Traffic;
+            var now = _states.Traffic;
+            var traffic = new ChunkTraffic(now.DeviceToHostBytes - _trafficAtStart.DeviceToHostBytes, now.HostToDeviceBytes - _trafficAtStart.HostToDeviceBytes,
+                now.HostToNvmeBytes - _trafficAtStart.HostToNvmeBytes, now.NvmeToHostBytes - _trafficAtStart.NvmeToHostBytes);
             long staged = _chunks.Sum(c => c.GradStaged?.LongLength ?? 0);
             return new ZeroMemoryStats(_states.BytesInUse(Tier.Device), _states.BytesInUse(Tier.Host) + staged, _states.BytesInUse(Tier.Nvme),
                 _peakCacheBytes, _hostToDevice + traffic.HostToDeviceBytes, _deviceToHost + traffic.DeviceToHostBytes,
