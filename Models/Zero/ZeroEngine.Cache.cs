@@ -7,7 +7,7 @@ namespace Hal.Models.Zero;
 // placement plan. Shapes as in ZeroEngine.cs.
 public sealed partial class ZeroEngine
 {
-    /// <summary>Head-room left in the device budget for the allocator's rounding and small temporaries.</summary>
+    /// <summary>Head-room left in the device budget for the allocator's rounding and small temporaries (at most a 32nd of the budget), plus 2% of it.</summary>
     private const long BudgetMarginBytes = 1L << 20;
 
     private long _capacity;
@@ -65,7 +65,9 @@ public sealed partial class ZeroEngine
         c.ParamUsers--;
         if (c.ParamUsers == 0 && !c.Pinned && _capacity == 0)
         {
+            MeasureNonModel();
             FreeParam(c);
+            EndEvent();
         }
     }
 
@@ -88,7 +90,9 @@ public sealed partial class ZeroEngine
         // end, so that only one gradient tile is resident at a time.
         if (c.GradUsers == 0 && c.TileParam >= 0 && _backwardLayer == c.FinalLayer && !c.ReducedThisPass)
         {
+            MeasureNonModel();
             Reduce(c);
+            EndEvent();
         }
     }
 
@@ -277,8 +281,19 @@ public sealed partial class ZeroEngine
         if (_tracing)
         {
             _trace.Add((c.Index, grad));
-            // What the allocator peaked at since the last event, minus the model states held meanwhile, is what the
-            // rest of the step (activations, workspace, temporaries) needed.
+        }
+        MeasureNonModel();
+    }
+
+    /// <summary>
+    /// Called before the engine changes what it holds: what the allocator peaked at since the engine last changed it,
+    /// minus the model states held meanwhile, is what the rest of the step (activations, workspace) needed.
+    /// <see cref="EndEvent"/> restarts the peak after the change.
+    /// </summary>
+    private void MeasureNonModel()
+    {
+        if (_tracing)
+        {
             var stats = _device.Allocator.Stats;
             _nonModelPeak = Math.Max(_nonModelPeak, stats.PeakBytesInUse - _cacheBytes - _states.BytesInUse(Tier.Device));
         }
@@ -404,7 +419,7 @@ public sealed partial class ZeroEngine
             PlanDescription = "offload auto: no device budget, so every optimizer-state chunk moved to the device";
             return;
         }
-        long margin = BudgetMarginBytes + (limit / 50);
+        long margin = Math.Min(BudgetMarginBytes, limit / 32) + (limit / 50);
         long free = limit - _nonModelPeak - _maxInUseBytes - largest - margin;
         foreach (var c in _chunks)
         {
@@ -415,7 +430,8 @@ public sealed partial class ZeroEngine
                 free -= c.StateBytes;
             }
         }
-        _capacity = Math.Max(_maxInUseBytes + largest, limit - _nonModelPeak - _states.BytesInUse(Tier.Device) - margin);
+        // The chunks one layer needs at once must fit whatever the arithmetic says (the warm-up step ran with them).
+        _capacity = Math.Max(_maxInUseBytes, limit - _nonModelPeak - _states.BytesInUse(Tier.Device) - margin);
         int onDevice = _chunks.Count(c => _states.TierOf(c.State) == Tier.Device);
         PlanDescription = string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"offload auto: the warm-up step needed {Mib(_nonModelPeak)} besides model states and {Mib(_maxInUseBytes)} of chunks in use at once; " +

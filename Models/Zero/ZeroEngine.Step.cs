@@ -9,6 +9,7 @@ namespace Hal.Models.Zero;
 public sealed partial class ZeroEngine
 {
     private float[] _gradScratch = [];
+    private float[] _nvmeStaging = [];
     private bool _initialized;
 
     /// <summary>
@@ -177,16 +178,22 @@ public sealed partial class ZeroEngine
         var tier = _states.TierOf(c.State);
         if (tier == Tier.Nvme)
         {
-            // ZeRO-Infinity's way: bring the shard's states into host memory, update there, write them back.
-            _states.MoveAsync(c.State, Tier.Host).GetAwaiter().GetResult();
-            try
+            // ZeRO-Infinity's way: read the shard's states into a staging buffer of the engine's own (not the host
+            // tier's, which may be full), update them on the CPU, write them back.
+            int n = checked((int)c.Shard);
+            if (_nvmeStaging.Length < Slots * n)
             {
-                UpdateOnHost(c, learningRate, step, factor);
+                _nvmeStaging = new float[Slots * n];
             }
-            finally
-            {
-                _states.MoveAsync(c.State, Tier.Nvme).GetAwaiter().GetResult();
-            }
+            var staged = _nvmeStaging.AsSpan(0, Slots * n);
+            var bytes = new byte[Slots * n * sizeof(float)];
+            _states.ReadAsync(c.State, 0, bytes).GetAwaiter().GetResult();
+            _nvmeRead += bytes.Length;
+            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes).CopyTo(staged);
+            UpdateSlots(c, staged.Slice(MasterSlot * n, n), staged.Slice(GradSlot * n, n), staged.Slice(FirstMomentSlot * n, n), staged.Slice(SecondMomentSlot * n, n), learningRate, step, factor);
+            System.Runtime.InteropServices.MemoryMarshal.AsBytes(staged).CopyTo(bytes);
+            _states.WriteAsync(c.State, 0, bytes).GetAwaiter().GetResult();
+            _nvmeWritten += bytes.Length;
             return;
         }
         if (tier == Tier.Host)
@@ -210,12 +217,11 @@ public sealed partial class ZeroEngine
         }
     }
 
-    private void UpdateOnHost(ZChunk c, double learningRate, long step, double factor)
+    private void UpdateOnHost(ZChunk c, double learningRate, long step, double factor) =>
+        UpdateSlots(c, HostSlot(c, MasterSlot), HostSlot(c, GradSlot), HostSlot(c, FirstMomentSlot), HostSlot(c, SecondMomentSlot), learningRate, step, factor);
+
+    private void UpdateSlots(ZChunk c, Span<float> master, Span<float> grad, Span<float> m, Span<float> v, double learningRate, long step, double factor)
     {
-        var master = HostSlot(c, MasterSlot);
-        var grad = HostSlot(c, GradSlot);
-        var m = HostSlot(c, FirstMomentSlot);
-        var v = HostSlot(c, SecondMomentSlot);
         if (factor != 1)
         {
             HostOptimizer.Scale(grad, (float)factor);

@@ -226,7 +226,9 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         {
             if (c.FinalLayer == layer && !c.ReducedThisPass)
             {
+                MeasureNonModel();
                 Reduce(c);
+                EndEvent();
             }
         }
         _backwardLayer = -1;
