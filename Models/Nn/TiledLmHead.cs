@@ -123,6 +123,8 @@ public sealed class TiledLmHead
         var rowScale = _ws.Get(Prefix + ".rowscale", column, stat);
         RowTileMask.NonNegative(_ws, Prefix, targets, rowScale);
         ops.Binary(BinaryOp.Mul, rowScale, Scalar(lossScale / n, stat), rowScale);
+        // At 16-bit the tiles' dx partial sums add in F32 (one rounding per tile, not one per running sum).
+        var dxWide = dx.DType == stat ? null : _ws.Get(Prefix + ".dx.wide", dx.Shape, stat);
         for (int tile = 0; tile < _tiles.TileCount; tile++)
         {
             var (start, count) = _tiles.TileRows(tile);
@@ -140,12 +142,41 @@ public sealed class TiledLmHead
             {
                 ops.Cast(z, logits);
             }
-            ops.Gemm(logits, weight, dx, beta: tile == 0 ? 0 : 1);
+            AccumulateDx(tile, logits, weight, dx, dxWide);
             _tiles.ReleaseParam(tile);
             var grad = _tiles.AcquireGrad(tile);
             ops.Gemm(logits, x, grad, transA: true, beta: 1);
             _tiles.ReleaseGrad(tile);
         }
+        if (dxWide is not null)
+        {
+            ops.Cast(dxWide, dx);
+        }
+    }
+
+    /// <summary>
+    /// dx += dlogits_t·W_t. At F32/F64 a GEMM with beta = 1 into dx. At 16-bit the running sum would be rounded to
+    /// 8 significant bits once per tile, an error growing with the tile count; so each tile's product is rounded
+    /// once and added into an F32 accumulator, and dx is written from it after the last tile.
+    /// </summary>
+    private void AccumulateDx(int tile, Tensor dlogits, Tensor weight, Tensor dx, Tensor? dxWide)
+    {
+        var ops = _ws.Ops;
+        if (dxWide is null)
+        {
+            ops.Gemm(dlogits, weight, dx, beta: tile == 0 ? 0 : 1);
+            return;
+        }
+        // dx holds the tile's product until the accumulator is written back into it.
+        ops.Gemm(dlogits, weight, dx);
+        if (tile == 0)
+        {
+            ops.Cast(dx, dxWide);
+            return;
+        }
+        var partWide = _ws.Get(Prefix + ".dx.part.wide", dx.Shape, dxWide.DType);
+        ops.Cast(dx, partWide);
+        ops.Binary(BinaryOp.Add, dxWide, partWide, dxWide);
     }
 
     /// <summary>logits_t [N, Vt] = x·W_tᵀ in the compute dtype, widened to the statistics dtype (the same view at F32/F64).</summary>
