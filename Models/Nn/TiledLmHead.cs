@@ -9,8 +9,9 @@ namespace Hal.Models.Nn;
 /// Backward recomputes logits_t per tile: dlogits_t = (exp(logits_t − lse) − onehot_t)·lossScale/N, then
 /// dx += dlogits_t·W_t and dW_t += dlogits_tᵀ·x into the source's gradient tile. The row statistics (max, sums, lse,
 /// losses) are F32, or F64 when x is F64; 16-bit logits are rounded to the compute dtype as <see cref="LmHead"/>
-/// does, then widened to F32 for the softmax. Saved between forward and backward: x (by reference), targets (by
-/// reference) and lse [N].
+/// does, then widened to F32 for the softmax, and the tiles' dx products add in F32. Saved between forward and
+/// backward: x (by reference), targets (by reference) and lse [N]. Scratch: [N, max Vt] logits (and an F32 copy at
+/// 16-bit), a few [N] row vectors, and at 16-bit an F32 [N, C] dx accumulator.
 /// Legend: N = B·T rows, C channels, V vocabulary, Vt rows of a tile.
 /// </summary>
 public sealed class TiledLmHead
@@ -128,14 +129,14 @@ public sealed class TiledLmHead
         for (int tile = 0; tile < _tiles.TileCount; tile++)
         {
             var (start, count) = _tiles.TileRows(tile);
+            RowTileMask.Compute(_ws, Prefix, targets, start, count, index, keep);
+            ops.Unary(UnaryOp.Neg, keep, keep);
             var weight = _tiles.AcquireParam(tile);
             var logits = LogitsBuffer(n, count, x.DType);
             ops.Gemm(x, weight, logits, transB: true);
             var z = Widened(logits, stat);
             ops.Binary(BinaryOp.Sub, z, lse, z);
             ops.Unary(UnaryOp.Exp, z, z);
-            RowTileMask.Compute(_ws, Prefix, targets, start, count, index, keep);
-            ops.Unary(UnaryOp.Neg, keep, keep);
             ops.ScatterAdd(keep, 1, index.Reshape(n, 1), z);
             ops.Binary(BinaryOp.Mul, z, rowScale, z);
             if (!ReferenceEquals(z, logits))
