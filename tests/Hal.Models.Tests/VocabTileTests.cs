@@ -192,6 +192,25 @@ public sealed class VocabTileTests : IDisposable
     }
 
     [Fact]
+    public void LargeLogitsStayFiniteAcrossTiles()
+    {
+        // x·100 gives logits of a few hundred: exp overflows F32 beyond 88, so only a correct running-max shift
+        // (rescaling earlier tiles' sums when a later tile raises the max) keeps lse finite. Bounds as above.
+        const int v = 67, c = 16, seed = 451;
+        var store = NewStore(DType.F32, v, c, positions: false, seed);
+        var input = NewInputs(DType.F32, DType.I32, v, c, 2, 8, seed + 1);
+        double[] big = [.. _ops.ToDoubleArray(input.XHead).Select(value => value * 100)];
+        _ops.Upload(big, input.XHead);
+        var expected = RunUntiled(store, false, input);
+        var actual = RunTiled(store, false, input, new StoreRowTiles(store, "wte", 25));
+        Assert.Contains(expected.Losses, loss => loss > 88);
+        Assert.All(actual.Losses, loss => Assert.True(double.IsFinite(loss), $"loss {loss} (seed {seed})"));
+        AssertElementwise(actual.Losses, expected.Losses, 1e-6, $"large-logit losses (seed {seed})");
+        AssertRelative(actual.Dx, expected.Dx, 1e-5, $"large-logit dx (seed {seed})");
+        AssertRelative(actual.Grads[0], expected.Grads[0], 1e-5, $"large-logit dwte (seed {seed})");
+    }
+
+    [Fact]
     public void BackwardAccumulatesIntoTheGradientTiles()
     {
         const int v = 11, c = 8, seed = 501;
