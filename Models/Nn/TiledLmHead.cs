@@ -9,8 +9,9 @@ namespace Hal.Models.Nn;
 /// Backward recomputes logits_t per tile: dlogits_t = (exp(logits_t − lse) − onehot_t)·lossScale/N, then
 /// dx += dlogits_t·W_t and dW_t += dlogits_tᵀ·x into the source's gradient tile. The row statistics (max, sums, lse,
 /// losses) are F32, or F64 when x is F64; 16-bit logits are rounded to the compute dtype as <see cref="LmHead"/>
-/// does, then widened to F32 for the softmax. Saved between forward and backward: x (by reference), targets (by
-/// reference) and lse [N].
+/// does, then widened to F32 for the softmax, and the tiles' dx products add in F32. Saved between forward and
+/// backward: x (by reference), targets (by reference) and lse [N]. Scratch: [N, max Vt] logits (and an F32 copy at
+/// 16-bit), a few [N] row vectors, and at 16-bit an F32 [N, C] dx accumulator.
 /// Legend: N = B·T rows, C channels, V vocabulary, Vt rows of a tile.
 /// </summary>
 public sealed class TiledLmHead
@@ -123,29 +124,60 @@ public sealed class TiledLmHead
         var rowScale = _ws.Get(Prefix + ".rowscale", column, stat);
         RowTileMask.NonNegative(_ws, Prefix, targets, rowScale);
         ops.Binary(BinaryOp.Mul, rowScale, Scalar(lossScale / n, stat), rowScale);
+        // At 16-bit the tiles' dx partial sums add in F32 (one rounding per tile, not one per running sum).
+        var dxWide = dx.DType == stat ? null : _ws.Get(Prefix + ".dx.wide", dx.Shape, stat);
         for (int tile = 0; tile < _tiles.TileCount; tile++)
         {
             var (start, count) = _tiles.TileRows(tile);
+            RowTileMask.Compute(_ws, Prefix, targets, start, count, index, keep);
+            ops.Unary(UnaryOp.Neg, keep, keep);
             var weight = _tiles.AcquireParam(tile);
             var logits = LogitsBuffer(n, count, x.DType);
             ops.Gemm(x, weight, logits, transB: true);
             var z = Widened(logits, stat);
             ops.Binary(BinaryOp.Sub, z, lse, z);
             ops.Unary(UnaryOp.Exp, z, z);
-            RowTileMask.Compute(_ws, Prefix, targets, start, count, index, keep);
-            ops.Unary(UnaryOp.Neg, keep, keep);
             ops.ScatterAdd(keep, 1, index.Reshape(n, 1), z);
             ops.Binary(BinaryOp.Mul, z, rowScale, z);
             if (!ReferenceEquals(z, logits))
             {
                 ops.Cast(z, logits);
             }
-            ops.Gemm(logits, weight, dx, beta: tile == 0 ? 0 : 1);
+            AccumulateDx(tile, logits, weight, dx, dxWide);
             _tiles.ReleaseParam(tile);
             var grad = _tiles.AcquireGrad(tile);
             ops.Gemm(logits, x, grad, transA: true, beta: 1);
             _tiles.ReleaseGrad(tile);
         }
+        if (dxWide is not null)
+        {
+            ops.Cast(dxWide, dx);
+        }
+    }
+
+    /// <summary>
+    /// dx += dlogits_t·W_t. At F32/F64 a GEMM with beta = 1 into dx. At 16-bit the running sum would be rounded to
+    /// 8 significant bits once per tile, an error growing with the tile count; so each tile's product is rounded
+    /// once and added into an F32 accumulator, and dx is written from it after the last tile.
+    /// </summary>
+    private void AccumulateDx(int tile, Tensor dlogits, Tensor weight, Tensor dx, Tensor? dxWide)
+    {
+        var ops = _ws.Ops;
+        if (dxWide is null)
+        {
+            ops.Gemm(dlogits, weight, dx, beta: tile == 0 ? 0 : 1);
+            return;
+        }
+        // dx holds the tile's product until the accumulator is written back into it.
+        ops.Gemm(dlogits, weight, dx);
+        if (tile == 0)
+        {
+            ops.Cast(dx, dxWide);
+            return;
+        }
+        var partWide = _ws.Get(Prefix + ".dx.part.wide", dx.Shape, dxWide.DType);
+        ops.Cast(dx, partWide);
+        ops.Binary(BinaryOp.Add, dxWide, partWide, dxWide);
     }
 
     /// <summary>logits_t [N, Vt] = x·W_tᵀ in the compute dtype, widened to the statistics dtype (the same view at F32/F64).</summary>

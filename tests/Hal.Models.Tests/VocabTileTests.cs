@@ -132,22 +132,27 @@ public sealed class VocabTileTests : IDisposable
         Assert.True(Math.Sqrt(diff) <= bound * Math.Sqrt(norm), $"{what}: ‖Δ‖ = {Math.Sqrt(diff):E3} > {bound:E0}·‖ref‖ = {bound * Math.Sqrt(norm):E3}");
     }
 
-    /// <summary>|actual − expected| ≤ bound·|expected| element by element (ignored rows are 0 in both).</summary>
+    /// <summary>
+    /// |actual − expected| ≤ bound·max(|expected|, 1) element by element (ignored rows are 0 in both): a loss is
+    /// lse − logit[target], whose error is ulps of those O(1) terms, not of their difference, so a loss below 1 is
+    /// measured against 1.
+    /// </summary>
     private static void AssertElementwise(double[] actual, double[] expected, double bound, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
         for (int i = 0; i < expected.Length; i++)
         {
             double error = Math.Abs(actual[i] - expected[i]);
-            Assert.True(error <= bound * Math.Abs(expected[i]), $"{what}[{i}]: {actual[i]:R} vs {expected[i]:R} (error {error:E2})");
+            Assert.True(error <= bound * Math.Max(Math.Abs(expected[i]), 1), $"{what}[{i}]: {actual[i]:R} vs {expected[i]:R} (error {error:E2})");
         }
     }
 
-    // F32 bounds. Losses: the tiled lse sums V exponentials in another order and merges tiles with exp(m − m')
-    // rescaling, each step within a few ulps (2⁻²⁴ ≈ 6e-8) of the fused kernel's; losses ≈ log V ≥ 2, so 1e-6
-    // relative is ~16 ulps. dx and dW: the same products summed tile by tile (GEMM with beta = 1) instead of in one
-    // GEMM, and softmax rebuilt from an lse that differs by ulps: ~√(terms)·ε ≈ 1e-6; 1e-5 Frobenius leaves 10×.
-    // F64 bounds: the same analysis with ε = 2⁻⁵³ gives ~1e-15; 1e-12 is far above it and far below any real bug.
+    // F32 bounds. Losses: the tiled lse sums V exponentials in another order, with the Exp kernel instead of the fused
+    // kernel's, and merges tiles with exp(m − m') rescaling: each step within a few ulps (2⁻²⁴ ≈ 6e-8), so 1e-6 is
+    // ~16 ulps (measured: ≤ 2e-7 over these cases). dx and dW: the same products summed tile by tile (GEMM with
+    // beta = 1) instead of in one GEMM, and softmax rebuilt from an lse that differs by ulps: ~√(terms)·ε ≈ 1e-6, so
+    // 1e-5 Frobenius leaves 10× (measured: ≤ 2e-7). F64: the same analysis with ε = 2⁻⁵³ gives ~1e-15 (measured
+    // 2e-16 on losses); 1e-12 is far above it and far below any real bug.
     [Theory]
     [InlineData(DType.F32, 11, 11, true, 2, 4, false)]
     [InlineData(DType.F32, 11, 6, false, 2, 4, true)]
@@ -184,6 +189,25 @@ public sealed class VocabTileTests : IDisposable
         {
             AssertRelative(actual.Grads[i], expected.Grads[i], f64 ? 1e-12 : 1e-5, $"d{store.Infos[i].Name} {context}");
         }
+    }
+
+    [Fact]
+    public void LargeLogitsStayFiniteAcrossTiles()
+    {
+        // x·100 gives logits of a few hundred: exp overflows F32 beyond 88, so only a correct running-max shift
+        // (rescaling earlier tiles' sums when a later tile raises the max) keeps lse finite. Bounds as above.
+        const int v = 67, c = 16, seed = 451;
+        var store = NewStore(DType.F32, v, c, positions: false, seed);
+        var input = NewInputs(DType.F32, DType.I32, v, c, 2, 8, seed + 1);
+        double[] big = [.. _ops.ToDoubleArray(input.XHead).Select(value => value * 100)];
+        _ops.Upload(big, input.XHead);
+        var expected = RunUntiled(store, false, input);
+        var actual = RunTiled(store, false, input, new StoreRowTiles(store, "wte", 25));
+        Assert.Contains(expected.Losses, loss => loss > 88);
+        Assert.All(actual.Losses, loss => Assert.True(double.IsFinite(loss), $"loss {loss} (seed {seed})"));
+        AssertElementwise(actual.Losses, expected.Losses, 1e-6, $"large-logit losses (seed {seed})");
+        AssertRelative(actual.Dx, expected.Dx, 1e-5, $"large-logit dx (seed {seed})");
+        AssertRelative(actual.Grads[0], expected.Grads[0], 1e-5, $"large-logit dwte (seed {seed})");
     }
 
     [Fact]
@@ -281,11 +305,13 @@ public sealed class VocabTileTests : IDisposable
     }
 
     // BF16 keeps 8 significant bits: each rounding is within 2⁻⁹ ≈ 2e-3 relative. The logits (|z| ~ 1) are rounded
-    // once, so losses move by ~2e-3·|z| against losses ≈ log V; dlogits and the dx/dW GEMM outputs are rounded once
-    // each: ~3 roundings add to ~4e-3 in norm. 1e-2 bounds that with room and still catches a wrong term (≥ 1e-1).
+    // once, so losses move by ~2e-3·|z| against losses ≈ log V; dlogits and each tile's dx/dW GEMM output are
+    // rounded once (dx partial sums add in F32, so 67 one-row tiles do not round 67 times): ~3 roundings add to
+    // ~4e-3 in norm (measured: ≤ 3e-3). 1e-2 bounds that with room and still catches a wrong term (≥ 1e-1).
     [Theory]
     [InlineData(11, 4, true)]
     [InlineData(67, 25, false)]
+    [InlineData(67, 1, true)]
     public void Bf16TiledModulesStayWithinOnePercentOfF32(int v, int tileRows, bool positions)
     {
         int c = 16, seed = 800 + v;
@@ -306,6 +332,18 @@ public sealed class VocabTileTests : IDisposable
         for (int i = 0; i < high.Grads.Length; i++)
         {
             AssertRelative(low.Grads[i], high.Grads[i], 1e-2, $"d{f32.Infos[i].Name} {context}");
+        }
+        // Against the untiled modules at BF16: the same BF16 logits, so the F32 statistics agree to F32 rounding
+        // (1e-6, measured ≤ 5e-8) and the embedding bit for bit. dx and dW round each tile's product once (2⁻⁹),
+        // as the untiled GEMM rounds the whole product once, and a dlogit may land on the neighbouring BF16 value:
+        // 5e-3 (measured ≤ 3e-3 on dx; dW equal).
+        var untiled = RunUntiled(bf16, positions, inBf16);
+        Assert.Equal(untiled.X, low.X);
+        AssertElementwise(low.Losses, untiled.Losses, 1e-6, "losses vs untiled BF16 " + context);
+        AssertRelative(low.Dx, untiled.Dx, 5e-3, "dx vs untiled BF16 " + context);
+        for (int i = 0; i < untiled.Grads.Length; i++)
+        {
+            AssertRelative(low.Grads[i], untiled.Grads[i], 5e-3, $"d{bf16.Infos[i].Name} vs untiled BF16 {context}");
         }
     }
 
