@@ -57,6 +57,33 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(optimizer);
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(ops);
+        return SaveCore(outDir, config, state, (building, metadata) =>
+        {
+            SafeTensors.Write(Path.Combine(building, ModelFile), model, ops, metadata, DType.F32);
+            SafeTensors.Write(Path.Combine(building, OptimizerFile), optimizer, ops, metadata);
+        });
+    }
+
+    /// <summary>
+    /// As <see cref="Save"/>, from host fp32 tensors: the model states of a chunked (ZeRO 2/3, offload) run gathered
+    /// tensor by tensor. The same files and names, so either kind of run resumes from either kind of checkpoint.
+    /// </summary>
+    public static string SaveHost(string outDir, ModelConfig config, IReadOnlyList<HostTensor> model, IReadOnlyList<HostTensor> optimizer, CheckpointState state)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        return SaveCore(outDir, config, state, (building, metadata) =>
+        {
+            SafeTensors.WriteHost(Path.Combine(building, ModelFile), model, metadata);
+            SafeTensors.WriteHost(Path.Combine(building, OptimizerFile), optimizer, metadata);
+        });
+    }
+
+    private static string SaveCore(string outDir, ModelConfig config, CheckpointState state, Action<string, Dictionary<string, string>> writeTensors)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(outDir);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(state);
         ArgumentOutOfRangeException.ThrowIfNegative(state.Step);
         string root = Path.GetFullPath(outDir);
         Directory.CreateDirectory(root);
@@ -68,8 +95,7 @@ public static class Checkpoint
             Directory.CreateDirectory(building);
             HuggingFace.WriteConfig(building, config);
             var metadata = new Dictionary<string, string> { ["format"] = "pt", ["step"] = state.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) };
-            SafeTensors.Write(Path.Combine(building, ModelFile), model, ops, metadata, DType.F32);
-            SafeTensors.Write(Path.Combine(building, OptimizerFile), optimizer, ops, metadata);
+            writeTensors(building, metadata);
             AtomicFile.WriteText(Path.Combine(building, StateFile), CheckpointStateJson.Serialize(state));
             MoveIntoPlace(building, stepDir);
         }
@@ -133,6 +159,27 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
         ArgumentNullException.ThrowIfNull(ops);
+        var state = CheckFiles(stepDir, expected);
+        using var modelReader = SafeTensors.Open(Path.Combine(stepDir, ModelFile));
+        using var optimizerReader = SafeTensors.Open(Path.Combine(stepDir, OptimizerFile));
+        CheckTensors(modelReader, model);
+        CheckTensors(optimizerReader, optimizer);
+        foreach (var t in model)
+        {
+            modelReader.ReadInto(t.Name, t.Tensor, ops);
+        }
+        foreach (var t in optimizer)
+        {
+            optimizerReader.ReadInto(t.Name, t.Tensor, ops);
+        }
+        return state;
+    }
+
+    /// <summary>The step directory holds every file and a configuration equal to <paramref name="expected"/>; returns its trainer state.</summary>
+    private static CheckpointState CheckFiles(string stepDir, ModelConfig expected)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(stepDir);
+        ArgumentNullException.ThrowIfNull(expected);
         if (!Directory.Exists(stepDir))
         {
             throw new CheckpointException($"{stepDir}: no such checkpoint directory");
@@ -153,18 +200,24 @@ public static class Checkpoint
             throw new CheckpointException(
                 $"{Path.Combine(stepDir, HuggingFace.ConfigFile)}: the checkpoint's model differs from the one being trained: {string.Join("; ", differences)}");
         }
+        return state;
+    }
+
+    /// <summary>
+    /// As <see cref="Load"/>, into host fp32 arrays: <paramref name="read"/> is called with a reader of the model file
+    /// and one of the optimizer file after the files, the configuration and the tensor names were checked against
+    /// <paramref name="modelNames"/> and <paramref name="optimizerNames"/>.
+    /// </summary>
+    public static CheckpointState LoadHost(string stepDir, ModelConfig expected, IReadOnlyList<(string Name, Shape Shape)> modelNames,
+        IReadOnlyList<(string Name, Shape Shape)> optimizerNames, Action<SafeTensorsReader, SafeTensorsReader> read)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        var state = CheckFiles(stepDir, expected);
         using var modelReader = SafeTensors.Open(Path.Combine(stepDir, ModelFile));
         using var optimizerReader = SafeTensors.Open(Path.Combine(stepDir, OptimizerFile));
-        CheckTensors(modelReader, model);
-        CheckTensors(optimizerReader, optimizer);
-        foreach (var t in model)
-        {
-            modelReader.ReadInto(t.Name, t.Tensor, ops);
-        }
-        foreach (var t in optimizer)
-        {
-            optimizerReader.ReadInto(t.Name, t.Tensor, ops);
-        }
+        CheckTensorNames(modelReader, modelNames);
+        CheckTensorNames(optimizerReader, optimizerNames);
+        read(modelReader, optimizerReader);
         return state;
     }
 
@@ -215,7 +268,13 @@ public static class Checkpoint
         return differences;
     }
 
-    private static void CheckTensors(SafeTensorsReader reader, IReadOnlyList<NamedTensor> wanted)
+    private static void CheckTensors(SafeTensorsReader reader, IReadOnlyList<NamedTensor> wanted) =>
+        CheckTensors(reader, [.. wanted.Select(t => (t.Name, t.Tensor.Shape, t.Tensor.DType))]);
+
+    private static void CheckTensorNames(SafeTensorsReader reader, IReadOnlyList<(string Name, Shape Shape)> wanted) =>
+        CheckTensors(reader, [.. wanted.Select(t => (t.Name, t.Shape, DType.F32))]);
+
+    private static void CheckTensors(SafeTensorsReader reader, IReadOnlyList<(string Name, Shape Shape, DType DType)> wanted)
     {
         var problems = new ProblemList();
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -229,14 +288,14 @@ public static class Checkpoint
             {
                 problems.Add("missing tensors", t.Name);
             }
-            else if (!HuggingFace.SameShape(stored.Shape, t.Tensor.Shape))
+            else if (!HuggingFace.SameShape(stored.Shape, t.Shape))
             {
-                problems.Add("tensors of another shape", $"{t.Name}: file {SafeTensorsReader.FormatShape(stored.Shape)}, expected {t.Tensor.Shape}");
+                problems.Add("tensors of another shape", $"{t.Name}: file {SafeTensorsReader.FormatShape(stored.Shape)}, expected {t.Shape}");
             }
             else if (SafeTensors.ParseDType(stored.DType) is not { } d
-                || (d != t.Tensor.DType && !(d.IsFloatingPoint() && t.Tensor.DType.IsFloatingPoint())))
+                || (d != t.DType && !(d.IsFloatingPoint() && t.DType.IsFloatingPoint())))
             {
-                problems.Add("tensors of another dtype", $"{t.Name}: file {stored.DType}, expected {t.Tensor.DType.Name()}");
+                problems.Add("tensors of another dtype", $"{t.Name}: file {stored.DType}, expected {t.DType.Name()}");
             }
         }
         foreach (string name in reader.Tensors.Keys)

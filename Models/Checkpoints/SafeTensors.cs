@@ -95,6 +95,41 @@ public static class SafeTensors
         WriteCore(path, tensors, ops, metadata, storeAs);
     }
 
+    /// <summary>
+    /// Writes host fp32 tensors (model states that live in chunks, not in one device tensor) atomically, as F32.
+    /// </summary>
+    /// <exception cref="ArgumentException">a name is empty, repeated or reserved, or data of the wrong length.</exception>
+    public static void WriteHost(string path, IReadOnlyList<HostTensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(tensors);
+        RequireLittleEndian();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in tensors)
+        {
+            if (string.IsNullOrEmpty(t.Name) || t.Name == MetadataKey || !names.Add(t.Name))
+            {
+                throw new ArgumentException($"tensor name '{t.Name}' is empty, reserved or repeated", nameof(tensors));
+            }
+            if (t.Data.Length != t.Shape.ElementCount)
+            {
+                throw new ArgumentException($"tensor '{t.Name}' has {t.Data.Length} values for shape {t.Shape}", nameof(tensors));
+            }
+        }
+        byte[] header = BuildHeader([.. tensors.Select(t => (t.Name, t.Shape))], [.. tensors.Select(_ => DType.F32)], metadata);
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> length = stackalloc byte[8];
+            BitConverter.TryWriteBytes(length, (ulong)header.Length);
+            stream.Write(length);
+            stream.Write(header);
+            foreach (var t in tensors)
+            {
+                stream.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(t.Data.AsSpan()));
+            }
+        });
+    }
+
     /// <summary>Opens a safetensors file and validates its header (bounds, overlaps, dtype names, sizes).</summary>
     /// <exception cref="CheckpointException">the file is missing, truncated or its header is corrupt; the message names the file.</exception>
     public static SafeTensorsReader Open(string path) => SafeTensorsReader.OpenFile(path);
@@ -121,7 +156,7 @@ public static class SafeTensors
             stored[i] = storeAs is { } s && t.DType.IsFloatingPoint() ? s : t.DType;
         }
 
-        byte[] header = BuildHeader(tensors, stored, metadata);
+        byte[] header = BuildHeader([.. tensors.Select(t => (t.Name, t.Tensor.Shape))], stored, metadata);
         AtomicFile.Write(path, stream =>
         {
             Span<byte> length = stackalloc byte[8];
@@ -136,7 +171,7 @@ public static class SafeTensors
         });
     }
 
-    private static byte[] BuildHeader(IReadOnlyList<NamedTensor> tensors, DType[] stored, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] BuildHeader(IReadOnlyList<(string Name, Shape Shape)> tensors, DType[] stored, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -154,12 +189,12 @@ public static class SafeTensors
             long offset = 0;
             for (int i = 0; i < tensors.Count; i++)
             {
-                var t = tensors[i].Tensor;
-                long bytes = t.ElementCount * stored[i].SizeInBytes();
+                var shape = tensors[i].Shape;
+                long bytes = shape.ElementCount * stored[i].SizeInBytes();
                 json.WriteStartObject(tensors[i].Name);
                 json.WriteString("dtype", DTypeName(stored[i]));
                 json.WriteStartArray("shape");
-                foreach (int d in t.Shape.Dims)
+                foreach (int d in shape.Dims)
                 {
                     json.WriteNumberValue(d);
                 }

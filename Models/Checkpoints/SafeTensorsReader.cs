@@ -6,7 +6,7 @@ namespace Hal.Models.Checkpoints;
 
 /// <summary>
 /// An open safetensors file whose header has been validated. Tensors are read on demand with positioned reads
-/// through a bounded buffer (<see cref="ReadInto"/>); the file stays open until <see cref="Dispose"/>.
+/// through a bounded buffer (<see cref="ReadInto(string, Tensor, Ops)"/>); the file stays open until <see cref="Dispose"/>.
 /// </summary>
 public sealed class SafeTensorsReader : IDisposable
 {
@@ -72,6 +72,50 @@ public sealed class SafeTensorsReader : IDisposable
         else
         {
             CopyConverted(name, entry, fileDType, dst, ops.Device);
+        }
+    }
+
+    /// <summary>
+    /// Copies tensor <paramref name="name"/> into host fp32 values (any floating-point file dtype converts), for
+    /// model states that do not live in one device tensor (chunked ZeRO shards). Shape must match.
+    /// </summary>
+    /// <exception cref="CheckpointException">no such tensor, another shape, a non-float dtype, or the file shrank.</exception>
+    public void ReadInto(string name, Shape shape, Span<float> dst)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        if (!_entries.TryGetValue(name, out var entry))
+        {
+            throw new CheckpointException($"{FilePath}: no tensor named '{name}'");
+        }
+        if (!entry.Shape.AsSpan().SequenceEqual(shape.ToArray().Select(d => (long)d).ToArray()) || dst.Length != shape.ElementCount)
+        {
+            throw new CheckpointException($"{FilePath}: tensor '{name}' has shape {FormatShape(entry.Shape)}, the destination has {shape}");
+        }
+        var fileDType = SafeTensors.ParseDType(entry.DType);
+        if (fileDType is not { } dtype || !dtype.IsFloatingPoint())
+        {
+            throw new CheckpointException($"{FilePath}: tensor '{name}' is {entry.DType} and cannot be converted to F32");
+        }
+        SafeTensors.RequireLittleEndian();
+        int srcSize = dtype.SizeInBytes();
+        int elements = (int)Math.Min(SafeTensors.ChunkBytes / 8, Math.Max(dst.Length, 1));
+        var src = new byte[elements * srcSize];
+        var values = new double[elements];
+        for (int e = 0; e < dst.Length; e += elements)
+        {
+            int n = Math.Min(elements, dst.Length - e);
+            ReadExactly(FilePath, _handle, src.AsSpan(0, n * srcSize), _dataStart + entry.Begin + ((long)e * srcSize), name);
+            if (dtype == DType.F32)
+            {
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(src.AsSpan(0, n * srcSize)).CopyTo(dst.Slice(e, n));
+                continue;
+            }
+            HostConvert.ToDoubles(src.AsSpan(0, n * srcSize), dtype, values.AsSpan(0, n));
+            for (int i = 0; i < n; i++)
+            {
+                dst[e + i] = (float)values[i];
+            }
         }
     }
 

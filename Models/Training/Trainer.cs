@@ -175,9 +175,9 @@ public static class Trainer
         {
             throw new TrainConfigException($"{what} trains in fp32 or bf16 (fp16 needs dynamic loss scaling, which the chunked path does not do); use --precision bf16");
         }
-        if (config.OutDir is not null || config.ResumeDir is not null || config.InitDir is not null)
+        if (config.InitDir is not null)
         {
-            throw new TrainConfigException($"{what} does not write or read checkpoints yet (--out, --resume, --init); train with --zero 0 or 1 to checkpoint");
+            throw new TrainConfigException($"{what} does not start from a Hugging Face directory yet (--init); start with --zero 0 or 1, write a checkpoint with --out, then --resume it with {what}");
         }
     }
 
@@ -258,13 +258,21 @@ public static class Trainer
         var losses = new List<double>(config.Steps);
         long startStep = 1;
         long updates = 0;
-        if (job.ResumeDir is { } resumeDir && optimizer is not null)
+        if (job.ResumeDir is { } resumeDir)
         {
             CheckpointState state;
-            if (partition is not null)
+            if (engine is not null)
+            {
+                // Every rank reads the whole tensors and keeps its shards.
+                var (modelNames, optimizerNames) = engine.CheckpointNames();
+                var parameterNames = modelNames.Select(n => n.Name).ToHashSet(StringComparer.Ordinal);
+                state = Checkpoint.LoadHost(resumeDir, job.Model, modelNames, optimizerNames, (modelFile, optimizerFile) =>
+                    engine.LoadFullState((name, shape, values) => (parameterNames.Contains(name) ? modelFile : optimizerFile).ReadInto(name, shape, values)));
+            }
+            else if (partition is not null)
             {
                 // The checkpoint holds the whole state: load it into full-size temporaries, keep this rank's shard.
-                using var full = new ZeroFullState(ops, store, optimizer);
+                using var full = new ZeroFullState(ops, store, optimizer!);
                 state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, full.StateTensors), OptimizerTensors(full.StateTensors), ops);
                 full.ScatterToOptimizer();
                 if (full.Master is { } master)
@@ -275,9 +283,9 @@ public static class Trainer
             }
             else
             {
-                state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
+                state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer!.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
             }
-            optimizer.LoadScalarState(state.OptimizerScalars);
+            optimizer?.LoadScalarState(state.OptimizerScalars);
             updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
             loader.Seek(state.BatchesDrawn);
             losses.AddRange(state.Losses);
@@ -285,7 +293,7 @@ public static class Trainer
             if (computeDType != DType.F32)
             {
                 // The checkpoint holds the fp32 master weights; the 16-bit parameters are their rounding.
-                optimizer.SyncParamsFromMaster();
+                optimizer?.SyncParamsFromMaster();
             }
             if (rank == 0)
             {
@@ -401,28 +409,40 @@ public static class Trainer
                 observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
             }
             bool last = step == config.Steps;
-            if (config.OutDir is { } outDir && optimizer is not null && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
+            if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
             {
-                using var full = partition is not null ? new ZeroFullState(ops, store, optimizer) : null;
-                full?.Gather(comm, partition!);
-                var stateTensors = full?.StateTensors ?? optimizer.StateTensors;
-                if (rank == 0)
+                CheckpointState StateAt(IReadOnlyDictionary<string, double> optimizerScalars) => new()
                 {
-                    var scalars = new Dictionary<string, double>(optimizer.ScalarState) { ["updates"] = updates };
-                    var state = new CheckpointState
+                    Step = step,
+                    BatchesDrawn = loader.BatchesDrawn,
+                    Seed = config.Seed,
+                    Model = job.Model.Name,
+                    Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
+                    Precision = config.Precision.ToString().ToLowerInvariant(),
+                    Dp = dp,
+                    OptimizerScalars = new Dictionary<string, double>(optimizerScalars) { ["updates"] = updates },
+                    Losses = [.. losses],
+                };
+                if (engine is not null)
+                {
+                    // The shards are gathered tensor by tensor into the same layout-independent files.
+                    if (engine.GatherFullState() is var (modelTensors, optimizerTensors))
                     {
-                        Step = step,
-                        BatchesDrawn = loader.BatchesDrawn,
-                        Seed = config.Seed,
-                        Model = job.Model.Name,
-                        Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
-                        Precision = config.Precision.ToString().ToLowerInvariant(),
-                        Dp = dp,
-                        OptimizerScalars = scalars,
-                        Losses = [.. losses],
-                    };
-                    lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), state, ops);
-                    observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        var scalars = new Dictionary<string, double> { ["loss_scale"] = 1, ["clean_steps"] = 0 };
+                        lastCheckpoint = Checkpoint.SaveHost(outDir, job.Model, modelTensors, optimizerTensors, StateAt(scalars));
+                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                    }
+                }
+                else
+                {
+                    using var full = partition is not null ? new ZeroFullState(ops, store, optimizer!) : null;
+                    full?.Gather(comm, partition!);
+                    var stateTensors = full?.StateTensors ?? optimizer!.StateTensors;
+                    if (rank == 0)
+                    {
+                        lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), StateAt(optimizer!.ScalarState), ops);
+                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                    }
                 }
                 comm?.Barrier();
             }

@@ -159,6 +159,57 @@ public sealed class ZeroChunkedTests
         Assert.InRange(four.ModelStateBytes, 16 * parameters, (16 * parameters) + (16 * 4 * 16));
     }
 
+    [Theory]
+    [InlineData(3, 2, "none", 0, 1, "none")]
+    [InlineData(0, 1, "none", 3, 2, "static:1,1")]
+    [InlineData(2, 4, "auto", 3, 1, "none")]
+    public void CheckpointsMoveBetweenChunkedAndPlainRuns(int writeZero, int writeDp, string writeOffload, int readZero, int readDp, string readOffload)
+    {
+        string dir = Directory.CreateTempSubdirectory("hal-zero-ckpt-").FullName;
+        try
+        {
+            var whole = TrainerTests.Train(Job with { Zero = writeZero, Dp = writeDp, Offload = OffloadSpec.Parse(writeOffload), OutDir = dir, CheckpointEvery = 3 }, writeDp);
+            var resumed = TrainerTests.Train(Job with
+            {
+                Zero = readZero,
+                Dp = readDp,
+                Offload = OffloadSpec.Parse(readOffload),
+                ResumeDir = Path.Combine(dir, "step-00000003"),
+            }, readDp);
+            // The resumed run's curve is the checkpoint's three losses, then three more that follow the whole run
+            // (another dp count sums the same gradients in another order).
+            AssertCurvesClose(whole.Losses, resumed.Losses, Fp32Tolerance, $"zero {writeZero} dp {writeDp} {writeOffload} → zero {readZero} dp {readDp} {readOffload}");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void ACrashDuringTheRunLosesNoCheckpoint()
+    {
+        string dir = Directory.CreateTempSubdirectory("hal-zero-crash-").FullName;
+        try
+        {
+            var job = Job with { Zero = 3, Offload = OffloadSpec.Parse("static:0.5,0.5"), OutDir = dir, CheckpointEvery = 2 };
+            var whole = TrainerTests.Train(job with { OutDir = null }, 1);
+            using (var device = new CpuBackend().Open(0))
+            {
+                // The process dies in step 5, after the checkpoint of step 4 and before that of step 6.
+                Assert.Throws<SimulatedCrashException>(() => Trainer.Run(job, [device], null, new CrashingObserver(crashAtStep: 5)));
+            }
+            string latest = Checkpoints.Checkpoint.Resolve(dir);
+            Assert.Equal("step-00000004", Path.GetFileName(latest));
+            var resumed = TrainerTests.Train(job with { OutDir = null, ResumeDir = dir }, 1);
+            AssertCurvesClose(whole.Losses, resumed.Losses, Fp32Tolerance, "resumed after a crash in step 5");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static TrainEnd TrainWithBudget(TrainConfig config, long budget)
     {
         using var device = new CpuBackend(new CpuBackendOptions { DeviceMemoryBytes = budget }).Open(0);
@@ -172,6 +223,31 @@ public sealed class ZeroChunkedTests
         {
             double diff = Math.Abs(expected[i] - actual[i]);
             Assert.True(diff <= relative * Math.Abs(expected[i]), $"{what}: step {i + 1} loss {actual[i]:R} vs {expected[i]:R} (|diff| {diff:E2} > {relative:E0} relative)");
+        }
+    }
+
+    private sealed class SimulatedCrashException() : Exception("simulated crash");
+
+    private sealed class CrashingObserver(long crashAtStep) : ITrainingObserver
+    {
+        public void OnStart(TrainStart start)
+        {
+        }
+
+        public void OnStep(TrainStep step)
+        {
+            if (step.Step == crashAtStep)
+            {
+                throw new SimulatedCrashException();
+            }
+        }
+
+        public void OnMessage(string message)
+        {
+        }
+
+        public void OnEnd(TrainEnd end)
+        {
         }
     }
 
