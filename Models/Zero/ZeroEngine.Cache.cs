@@ -321,6 +321,12 @@ public sealed partial class ZeroEngine
             OffloadPolicy.Static => (long)((1 - offload.OptimizerFraction) * total),
             _ => 0,
         };
+        long offDevice = deviceShare == long.MaxValue ? 0 : total - Math.Min(total, deviceShare);
+        if (Options.HostLimitBytes is { } hostLimit && Options.NvmeDirectory is null && offDevice > hostLimit)
+        {
+            throw new OffloadSpaceException(Tier.Host, offDevice, hostLimit,
+                "give --nvme-dir DIR for the states beyond it, raise --host-memory, or keep more on the device (a smaller OPTIM fraction)");
+        }
         long placed = 0;
         foreach (var c in _chunks)
         {

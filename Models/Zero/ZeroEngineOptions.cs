@@ -46,3 +46,17 @@ public readonly record struct ZeroMemoryStats(long DeviceStateBytes, long HostBy
     /// <summary>All bytes that moved between tiers.</summary>
     public long TierTrafficBytes => HostToDeviceBytes + DeviceToHostBytes + NvmeTrafficBytes;
 }
+
+/// <summary>The model states meant for a tier do not fit in what it was given; says how many bytes and what to change.</summary>
+public sealed class OffloadSpaceException(Memory.Tier tier, long neededBytes, long limitBytes, string advice)
+    : HalException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the optimizer states placed in the {tier} tier need {neededBytes:N0} bytes but its limit is {limitBytes:N0} bytes; {advice}"))
+{
+    /// <summary>The tier that is too small.</summary>
+    public Memory.Tier Tier { get; } = tier;
+
+    /// <summary>Bytes the placement needs there.</summary>
+    public long NeededBytes { get; } = neededBytes;
+
+    /// <summary>The tier's limit.</summary>
+    public long LimitBytes { get; } = limitBytes;
+}
