@@ -65,9 +65,12 @@ public sealed class MpiCommunicatorTests
     }
 
     [Theory]
-    [InlineData("0")]
-    [InlineData("1")]
-    public void Hal_train_with_one_rank_per_process_matches_in_process_data_parallel(string zeroStage)
+    [InlineData("0", "none")]
+    [InlineData("1", "none")]
+    [InlineData("2", "none")]
+    [InlineData("3", "none")]
+    [InlineData("3", "static:0.5,0.5")]
+    public void Hal_train_with_one_rank_per_process_matches_in_process_data_parallel(string zeroStage, string offload)
     {
         // The same data-parallel job two ways: two MPI processes, and two threads in one process (in-process ranks).
         string dir = Path.Combine(Path.GetTempPath(), "hal-mpi-train-" + Guid.NewGuid().ToString("N"));
@@ -75,9 +78,10 @@ public sealed class MpiCommunicatorTests
         try
         {
             string mpiLog = Path.Combine(dir, "mpi.jsonl");
-            // ZeRO-1 shards the optimizer states over the MPI processes; the in-process reference runs without it.
+            // ZeRO shards the optimizer states (2: and gradients, 3: and parameters) over the MPI processes, with or
+            // without offloading; the in-process reference runs without either.
             string[] job = ["train", "--steps", "4", "--batch", "8", "--seq", "16", "--warmup", "2"];
-            var result = MpiRun.RunCli(2, [.. job, "--zero", zeroStage, "--json-log", mpiLog], ScenarioLimit);
+            var result = MpiRun.RunCli(2, [.. job, "--zero", zeroStage, "--offload", offload, "--json-log", mpiLog], ScenarioLimit);
             Assert.True(result.ExitCode == 0, $"mpirun -np 2 hal train exit code {result.ExitCode}:\n{Tail(result.Output)}");
 
             string inProcessLog = Path.Combine(dir, "inproc.jsonl");
