@@ -1,4 +1,5 @@
 using Hal.Backends.Cpu;
+using Hal.Numerics;
 using Hal.Parallel.TensorParallel;
 using static Hal.Parallel.Tests.DataParallelTestKit;
 using static Hal.Parallel.Tests.HostMath;
@@ -23,13 +24,16 @@ public sealed partial class TensorParallel1DTests
     [InlineData(4, 13, "F64")]
     [InlineData(4, 5, "F64")]
     [InlineData(2, 16, "F64")]
+    [InlineData(2, 13, "BF16")]
+    [InlineData(4, 5, "BF16")]
+    [InlineData(4, 16, "BF16")]
     public void Vocab_parallel_embedding_head_and_cross_entropy_equal_single_device(int tp, int vocab, string dtypeName)
     {
         var dtype = Enum.Parse<DType>(dtypeName);
         double tolerance = Tolerance(dtype);
         const int n = 12, c = 8;
         int seed = 9700 + (tp * 100) + vocab + (dtype == DType.F64 ? 50 : 0);
-        var reference = new TiedHeadReference(seed, n, c, vocab);
+        var reference = new TiedHeadReference(seed, n, c, vocab, dtype == DType.BF16);
         var shard0 = new VocabShard(vocab, tp, 0);
         int vl = shard0.LocalRows;
         var bytes = new long[tp];
@@ -165,16 +169,16 @@ public sealed partial class TensorParallel1DTests
     /// <summary>
     /// GPT-2's tied head in double loops: x = wte[ids], logits = x·wteᵀ, per-row softmax cross-entropy (negative
     /// target: loss 0, no gradient, still counted in N), dlogits of LossScale · mean, dx and dwte (head plus lookup).
-    /// Weights are rounded to F32 values so an F32 upload holds them exactly.
+    /// Weights are rounded to F32 (or BF16) values so an upload in that dtype holds them exactly.
     /// </summary>
     private sealed class TiedHeadReference
     {
-        public TiedHeadReference(int seed, int n, int c, int vocab)
+        public TiedHeadReference(int seed, int n, int c, int vocab, bool bf16Weights = false)
         {
             Vocab = vocab;
             N = n;
             var random = new Random(seed);
-            Wte = Normal(random, vocab * c).Select(v => (double)(float)v).ToArray();
+            Wte = Normal(random, vocab * c).Select(v => bf16Weights ? HalfConvert.RoundToBf16((float)v) : (double)(float)v).ToArray();
             Ids = Enumerable.Range(0, n).Select(_ => random.Next(vocab)).ToArray();
             Targets = Enumerable.Range(0, n).Select(i => i % 4 == 3 ? -1 : random.Next(vocab)).ToArray();
             X = new double[n * c];
