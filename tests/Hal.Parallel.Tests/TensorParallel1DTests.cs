@@ -145,6 +145,36 @@ public sealed partial class TensorParallel1DTests
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
+    [Fact]
+    public void Misuse_is_refused_before_any_communication()
+    {
+        var failures = RunRanks(2, (comm, ops, failed) =>
+        {
+            using var column = new ColumnParallelLinear(ops, comm, WeightLayout.InOut, sequenceParallel: true);
+            using var loss = new VocabParallelCrossEntropy(ops, comm, vocabSize: 7);
+            using var embedding = new VocabParallelEmbedding(ops, comm, vocabSize: 7);
+            using var x = ops.Zeros(new Shape(2, 3));
+            using var w = ops.Zeros(new Shape(3, 2));
+            using var logits = ops.Zeros(new Shape(2, 3));
+            using var ids = ops.Zeros(new Shape(2), DType.I64);
+            var early = Assert.Throws<InvalidOperationException>(() => column.Backward(x, x, w, w, null, null));
+            var noForward = Assert.Throws<InvalidOperationException>(() => loss.Backward(1, logits));
+            // V = 7 over tp 2 pads to 8: the logits shard has 4 columns and the table shard 4 rows.
+            var wrongColumns = Assert.Throws<ArgumentException>(() => loss.Forward(logits, ids));
+            var wrongRows = Assert.Throws<ArgumentException>(() => embedding.Forward(w, ids, x));
+            using var otherDevice = new Hal.Backends.Cpu.CpuBackend().Open(0);
+            var wrongDevice = Assert.Throws<ArgumentException>(() => new RowParallelLinear(new Ops(otherDevice), comm, WeightLayout.OutIn));
+            string messages = string.Join(" | ", early.Message, noForward.Message, wrongColumns.Message, wrongRows.Message, wrongDevice.Message);
+            if (!wrongColumns.Message.Contains("[N, 4]", StringComparison.Ordinal) || !wrongRows.Message.Contains("[4, C]", StringComparison.Ordinal)
+                || !early.Message.Contains("before forward", StringComparison.Ordinal) || !wrongDevice.Message.Contains("tp group", StringComparison.Ordinal)
+                || column.BytesCommunicated + loss.BytesCommunicated + embedding.BytesCommunicated != 0)
+            {
+                failed.Enqueue($"rank {comm.Rank}: {messages}");
+            }
+        });
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
     private static double Tolerance(DType dtype) => dtype switch { DType.F64 => F64Tolerance, DType.BF16 => Bf16Tolerance, _ => F32Tolerance };
 
     /// <summary>The norm of a vector of unit entries: the scale of a bias gradient B0 + Σ dy built from unit-normal terms.</summary>
