@@ -18,7 +18,8 @@ internal static partial class StepBench
 
     /// <summary>
     /// The engine variants after the baseline, in order: <c>zero{stage}</c> (everything on the device) when
-    /// <see cref="StepBenchSpec.Zero"/> is 2 or 3 or <c>--offload none</c> was given, then each other offload, once.
+    /// <see cref="StepBenchSpec.Zero"/> is 2 or 3 or <c>--offload none</c> was given; <c>zero3</c> when auto is asked
+    /// for and it is not there yet (its peak is the reference of the auto budget); then each other offload, once.
     /// The stage is max(2, Zero), as <c>hal train</c> chooses it.
     /// </summary>
     internal static IReadOnlyList<EngineVariant> EngineVariants(StepBenchSpec spec)
@@ -31,12 +32,19 @@ internal static partial class StepBench
         {
             variants.Add(new EngineVariant($"zero{stage}", stage, OffloadSpec.None));
         }
+        if (offloads.Any(o => o.Policy == OffloadPolicy.Auto) && !variants.Any(IsAutoReference))
+        {
+            variants.Add(new EngineVariant("zero3", 3, OffloadSpec.None));
+        }
         foreach (var offload in offloads.Where(o => o.Policy != OffloadPolicy.None).Distinct())
         {
             variants.Add(new EngineVariant($"offload-{offload}", stage, offload));
         }
         return variants;
     }
+
+    /// <summary>The variant whose peak the auto budget starts from: stage 3, everything on the device.</summary>
+    internal static bool IsAutoReference(EngineVariant variant) => variant.Stage == 3 && variant.Offload.Policy == OffloadPolicy.None;
 
     /// <summary>What the engine cannot run, refused before any work.</summary>
     /// <exception cref="UsageException">a stage other than 0, 2 or 3; fp16 with engine variants; auto without a warm-up step.</exception>
@@ -61,17 +69,20 @@ internal static partial class StepBench
     }
 
     /// <summary>
-    /// The auto policy's device budget: the baseline's allocator peak minus half of the model states
-    /// (<see cref="ModelStateBytesPerParameter"/> per parameter), so that about half of them must live off the device.
+    /// The auto policy's device budget: the allocator peak of the same engine with everything on the device (stage 3,
+    /// <c>zero3</c>) minus half of the model states (<see cref="ModelStateBytesPerParameter"/> per parameter), so that
+    /// about half of them must live off the device. The engine's own peak, not the baseline's: its vocabulary-tiled
+    /// LM head needs far less than the baseline's whole [B·T, V] logits, and the baseline's peak less half of the
+    /// states leaves room for all of them (gpt2-small, B8 × T256: 1.48 GB budget, every state chunk on the device).
     /// </summary>
-    internal static long AutoBudgetBytes(long baselinePeakBytes, long parameters) => baselinePeakBytes - (ModelStateBytesPerParameter * parameters / 2);
+    internal static long AutoBudgetBytes(long inMemoryEnginePeakBytes, long parameters) => inMemoryEnginePeakBytes - (ModelStateBytesPerParameter * parameters / 2);
 
     /// <summary>
-    /// Runs one engine variant. Auto runs under <see cref="AutoBudgetBytes"/> (or a lower limit already set, such as
+    /// Runs one engine variant. Auto runs under <see cref="AutoBudgetBytes"/> of <paramref name="referencePeakBytes"/> (or a lower limit already set, such as
     /// <c>--device-memory</c>): the device allocator's byte limit is lowered for the variant and restored after.
     /// </summary>
     /// <exception cref="UsageException">the budget leaves nothing for the model (a batch too small for the model).</exception>
-    private static StepTimes TimeVariant(IDevice device, Models.Transformer.ModelConfig config, StepBenchSpec spec, EngineVariant variant, long baselinePeakBytes, TextWriter progress)
+    private static StepTimes TimeVariant(IDevice device, Models.Transformer.ModelConfig config, StepBenchSpec spec, EngineVariant variant, long referencePeakBytes, TextWriter progress)
     {
         if (variant.Offload.Policy != OffloadPolicy.Auto)
         {
@@ -79,14 +90,14 @@ internal static partial class StepBench
         }
         var allocator = device.Allocator;
         long? previous = allocator.LimitBytes;
-        long budget = Math.Min(AutoBudgetBytes(baselinePeakBytes, config.ParameterCount), previous ?? long.MaxValue);
+        long budget = Math.Min(AutoBudgetBytes(referencePeakBytes, config.ParameterCount), previous ?? long.MaxValue);
         long inUse = allocator.Stats.BytesInUse;
         if (budget <= inUse)
         {
             throw new UsageException(string.Create(CultureInfo.InvariantCulture,
-                $"--offload auto: the budget of {budget:N0} bytes (baseline peak {baselinePeakBytes:N0} − ½·16 bytes × {config.ParameterCount:N0} parameters) leaves nothing for the model; use a larger --batch or --seq"));
+                $"--offload auto: the budget of {budget:N0} bytes (zero3 peak {referencePeakBytes:N0} − ½·16 bytes × {config.ParameterCount:N0} parameters) leaves nothing for the model; use a larger --batch or --seq"));
         }
-        progress.WriteLine(F($"step: {variant.Name}: device budget {budget:N0} bytes = baseline peak {baselinePeakBytes:N0} − half of {ModelStateBytesPerParameter * config.ParameterCount:N0} bytes of model states"));
+        progress.WriteLine(F($"step: {variant.Name}: device budget {budget:N0} bytes = zero3 peak {referencePeakBytes:N0} − half of {ModelStateBytesPerParameter * config.ParameterCount:N0} bytes of model states"));
         allocator.LimitBytes = budget;
         try
         {

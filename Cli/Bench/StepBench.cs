@@ -92,9 +92,15 @@ internal static partial class StepBench
         progress.WriteLine(F($"step: {config.Name}: {config.ParameterCount:N0} parameters, {TrainingFlops.MatmulParameters(config):N0} in matmuls, ") +
             F($"{flopsPerToken / 1e6:F1} MFLOP per token; batch {spec.Batch} × seq {spec.Seq}, {spec.WarmupSteps} warm-up + {spec.Steps} timed steps"));
         var measured = new List<(string Name, StepTimes Times)> { ("baseline", TimeSteps(device, config, spec, null, progress)) };
+        long referencePeak = 0;
         foreach (var variant in EngineVariants(spec))
         {
-            measured.Add((variant.Name, TimeVariant(device, config, spec, variant, measured[0].Times.PeakDeviceBytes, progress)));
+            var times = TimeVariant(device, config, spec, variant, referencePeak, progress);
+            if (IsAutoReference(variant))
+            {
+                referencePeak = times.PeakDeviceBytes;
+            }
+            measured.Add((variant.Name, times));
         }
         // As in the GEMM bench: the peak is the best the machine showed before or after, so a moment of load elsewhere
         // during one short probe cannot inflate the ratio.

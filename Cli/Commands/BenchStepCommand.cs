@@ -43,7 +43,7 @@ internal static class BenchStepCommand
         };
         var offload = new Option<string[]>("--offload")
         {
-            Description = "Also run under this placement of the model states, repeatable: none, static:PARAMS,OPTIM or auto (auto under a device budget of the baseline's peak minus half of the model states). Stage max(2, --zero).",
+            Description = "Also run under this placement of the model states, repeatable: none, static:PARAMS,OPTIM or auto (auto under a device budget of the zero3 run's peak minus half of the model states; zero3 runs too). Stage max(2, --zero).",
             HelpName = "SPEC",
             Arity = ArgumentArity.ZeroOrMore,
             AllowMultipleArgumentsPerToken = false,
