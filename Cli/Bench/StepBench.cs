@@ -1,24 +1,35 @@
 using System.Diagnostics;
 using System.Globalization;
+using Hal.Models.Nn;
 using Hal.Models.Optim;
 using Hal.Models.Training;
 using Hal.Models.Transformer;
+using Hal.Models.Zero;
 
 namespace Hal.Cli.Bench;
 
-/// <summary>What <c>hal bench step</c> measures: a model, a batch shape, and how many warm-up and timed steps.</summary>
-internal sealed record StepBenchSpec(string Model, int Batch, int Seq, int Steps, int WarmupSteps, Precision Precision, int? VocabSize = null, ulong Seed = 1337);
+/// <summary>
+/// What <c>hal bench step</c> measures: a model, a batch shape, how many warm-up and timed steps, and the variants
+/// besides the baseline: <paramref name="Zero"/> 2 or 3 adds the chunked ZeRO engine with everything on the device,
+/// each of <paramref name="Offloads"/> adds the engine under that placement (stage max(2, Zero)).
+/// </summary>
+internal sealed record StepBenchSpec(string Model, int Batch, int Seq, int Steps, int WarmupSteps, Precision Precision, int? VocabSize = null, ulong Seed = 1337,
+    int Zero = 0, IReadOnlyList<OffloadSpec>? Offloads = null);
 
 /// <summary>
 /// One variant's figures in <c>hal bench step --json</c> (<c>runs[]</c>): name, tokensPerSec, medianStepMs, gflops (model
-/// FLOPs per token × tokens/s), mfu (gflops / peakGflops), peakDeviceBytes, and the loss of the last timed step.
+/// FLOPs per token × tokens/s), mfu (gflops / peakGflops), peakDeviceBytes, and the loss of the last timed step; then
+/// where the model states were after the timed steps (hostBytes, nvmeBytes, offDeviceFraction: state bytes off the
+/// device over all state bytes), tierTrafficBytesPerStep (host ↔ device and NVMe bytes per timed step),
+/// ratioToBaseline (tokensPerSec over the baseline's) and deviceBudgetBytes (the byte limit the variant ran under; null: none).
 /// </summary>
-internal sealed record StepBenchRun(string Name, double TokensPerSec, double MedianStepMs, double Gflops, double Mfu, long PeakDeviceBytes, double LastLoss);
+internal sealed record StepBenchRun(string Name, double TokensPerSec, double MedianStepMs, double Gflops, double Mfu, long PeakDeviceBytes, double LastLoss,
+    long HostBytes = 0, long NvmeBytes = 0, double TierTrafficBytesPerStep = 0, double OffDeviceFraction = 0, double RatioToBaseline = 1, long? DeviceBudgetBytes = null);
 
 /// <summary>
 /// <c>hal bench step --json</c>: the setup (model, backend, device, batch, seq, precision, steps), the FLOP count
 /// (parameters, matmulParameters, flopsPerToken and the formula as text), the host FMA peak measured in the same run,
-/// and one entry per variant in <c>runs</c> (today <c>baseline</c>; more variants add entries, not fields).
+/// and one entry per variant in <c>runs</c> (<c>baseline</c> first; <c>--zero</c> and <c>--offload</c> add entries, not fields).
 /// </summary>
 internal sealed record StepBenchResult(
     string Model, string Backend, string Device, int Batch, int Seq, string Precision, int WarmupSteps, int Steps,
@@ -61,12 +72,14 @@ internal static class TrainingFlops
 /// <summary>
 /// <c>hal bench step</c>: times whole training steps (forward, backward, optimizer) of a named model on synthetic token
 /// ids, after warm-up steps, and reports tokens/s, achieved GFLOP/s by <see cref="TrainingFlops"/> and the ratio to this
-/// machine's fp32 FMA peak measured in the same run (model FLOPs utilisation, MFU).
+/// machine's fp32 FMA peak measured in the same run (model FLOPs utilisation, MFU). With <c>--zero</c> or
+/// <c>--offload</c> the same steps also run through the chunked ZeRO engine, one variant after the other on the same
+/// device (StepBench.Zero.cs).
 /// </summary>
-internal static class StepBench
+internal static partial class StepBench
 {
     /// <summary>Runs the benchmark on <paramref name="device"/>; progress lines go to <paramref name="progress"/>.</summary>
-    /// <exception cref="UsageException">an unknown model, or a sequence longer than its context.</exception>
+    /// <exception cref="UsageException">an unknown model, a sequence longer than its context, or variants the engine cannot run.</exception>
     public static StepBenchResult Run(IDevice device, StepBenchSpec spec, TextWriter progress)
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -78,20 +91,39 @@ internal static class StepBench
         var peakBefore = FmaPeakProbe.Measure();
         progress.WriteLine(F($"step: {config.Name}: {config.ParameterCount:N0} parameters, {TrainingFlops.MatmulParameters(config):N0} in matmuls, ") +
             F($"{flopsPerToken / 1e6:F1} MFLOP per token; batch {spec.Batch} × seq {spec.Seq}, {spec.WarmupSteps} warm-up + {spec.Steps} timed steps"));
-        var times = TimeSteps(device, config, spec, progress);
+        var measured = new List<(string Name, StepTimes Times)> { ("baseline", TimeSteps(device, config, spec, null, progress)) };
+        long referencePeak = 0;
+        foreach (var variant in EngineVariants(spec))
+        {
+            var times = TimeVariant(device, config, spec, variant, referencePeak, progress);
+            if (IsAutoReference(variant))
+            {
+                referencePeak = times.PeakDeviceBytes;
+            }
+            measured.Add((variant.Name, times));
+        }
         // As in the GEMM bench: the peak is the best the machine showed before or after, so a moment of load elsewhere
         // during one short probe cannot inflate the ratio.
         var peakAfter = FmaPeakProbe.Measure();
         var peak = peakAfter.Gflops > peakBefore.Gflops ? peakAfter : peakBefore;
-        var run = Figures("baseline", times, spec, flopsPerToken, peak.Gflops);
-        progress.WriteLine(F($"step: {run.TokensPerSec:F0} tokens/s, {run.Gflops:F1} GFLOP/s = {run.Mfu:P1} of the {peak.Gflops:F1} GFLOP/s {peak.VectorBits}-bit FMA peak"));
+        var runs = new List<StepBenchRun>(measured.Count);
+        foreach (var (name, times) in measured)
+        {
+            var run = Figures(name, times, spec, flopsPerToken, peak.Gflops);
+            if (runs.Count > 0)
+            {
+                run = run with { RatioToBaseline = runs[0].TokensPerSec > 0 ? run.TokensPerSec / runs[0].TokensPerSec : 0 };
+            }
+            runs.Add(run);
+            progress.WriteLine(F($"step: {name}: {run.TokensPerSec:F0} tokens/s ({run.RatioToBaseline:F2} of the baseline), {run.Gflops:F1} GFLOP/s = {run.Mfu:P1} of the {peak.Gflops:F1} GFLOP/s {peak.VectorBits}-bit FMA peak"));
+        }
         return new StepBenchResult(
             config.Name, device.Id.Backend, device.Id.ToString(), spec.Batch, spec.Seq, spec.Precision.ToString().ToLowerInvariant(), spec.WarmupSteps, spec.Steps,
-            config.ParameterCount, TrainingFlops.MatmulParameters(config), flopsPerToken, TrainingFlops.Formula, peak.Gflops, peak.VectorBits, [run]);
+            config.ParameterCount, TrainingFlops.MatmulParameters(config), flopsPerToken, TrainingFlops.Formula, peak.Gflops, peak.VectorBits, runs);
     }
 
-    /// <summary>The model's shape, checked against the spec.</summary>
-    /// <exception cref="UsageException">an unknown model, or a sequence longer than its context.</exception>
+    /// <summary>The model's shape, checked against the spec, and the variants checked against what the engine runs.</summary>
+    /// <exception cref="UsageException">an unknown model, a sequence longer than its context, or variants the engine cannot run.</exception>
     public static ModelConfig Config(StepBenchSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -104,16 +136,24 @@ internal static class StepBench
         {
             throw new UsageException($"--seq {spec.Seq} is longer than the context of model '{spec.Model}' ({config.ContextLength} tokens); use --seq {config.ContextLength} or less");
         }
+        ValidateVariants(spec);
         return config;
     }
 
-    /// <summary>The figures of one variant from its step times: tokens/s and GFLOP/s at the median step.</summary>
+    /// <summary>The figures of one variant from its step times: tokens/s and GFLOP/s at the median step, and where its model states were.</summary>
     internal static StepBenchRun Figures(string name, StepTimes times, StepBenchSpec spec, double flopsPerToken, double peakGflops)
     {
         double median = Median(times.StepSeconds);
         double tokensPerSec = median > 0 ? spec.Batch * (double)spec.Seq / median : 0;
         double gflops = tokensPerSec * flopsPerToken / 1e9;
-        return new StepBenchRun(name, tokensPerSec, median * 1e3, gflops, peakGflops > 0 ? gflops / peakGflops : 0, times.PeakDeviceBytes, times.LastLoss);
+        var run = new StepBenchRun(name, tokensPerSec, median * 1e3, gflops, peakGflops > 0 ? gflops / peakGflops : 0, times.PeakDeviceBytes, times.LastLoss,
+            DeviceBudgetBytes: times.DeviceBudgetBytes, TierTrafficBytesPerStep: times.TierTrafficBytesPerStep);
+        if (times.Memory is { } m)
+        {
+            long all = m.DeviceStateBytes + m.HostBytes + m.NvmeBytes;
+            run = run with { HostBytes = m.HostBytes, NvmeBytes = m.NvmeBytes, OffDeviceFraction = all > 0 ? (m.HostBytes + m.NvmeBytes) / (double)all : 0 };
+        }
+        return run;
     }
 
     internal static double Median(IReadOnlyList<double> values)
@@ -127,15 +167,20 @@ internal static class StepBench
         return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
     }
 
-    /// <summary>Wall time of each timed step, the device's allocator peak, and the last loss.</summary>
-    internal sealed record StepTimes(IReadOnlyList<double> StepSeconds, long PeakDeviceBytes, double LastLoss);
+    /// <summary>
+    /// Wall time of each timed step, the device's allocator peak and the last loss; for an engine variant also where
+    /// its states were after the timed steps, the tier traffic per timed step and the device budget it ran under.
+    /// </summary>
+    internal sealed record StepTimes(IReadOnlyList<double> StepSeconds, long PeakDeviceBytes, double LastLoss,
+        ZeroMemoryStats? Memory = null, double TierTrafficBytesPerStep = 0, long? DeviceBudgetBytes = null);
 
     /// <summary>
-    /// Builds the model (initialised from the spec's seed) and an AdamW optimizer on <paramref name="device"/>, then runs
+    /// Builds the model (initialised from the spec's seed) on <paramref name="device"/>, with an AdamW optimizer
+    /// (baseline) or in the chunks of a <see cref="ZeroEngine"/> set up as the trainer sets it up (a variant), then runs
     /// warm-up and timed steps (zero gradients, forward, backward, update) on random token ids drawn from the same seed.
     /// Each timed step ends with the loss read back to the host, so its wall time covers the device's work.
     /// </summary>
-    private static StepTimes TimeSteps(IDevice device, ModelConfig config, StepBenchSpec spec, TextWriter progress)
+    private static StepTimes TimeSteps(IDevice device, ModelConfig config, StepBenchSpec spec, EngineVariant? variant, TextWriter progress)
     {
         var ops = new Ops(device);
         var dtype = spec.Precision switch
@@ -144,9 +189,15 @@ internal static class StepBench
             Precision.Fp16 => DType.F16,
             _ => DType.F32,
         };
-        using var model = new TransformerModel(ops, config, new TransformerOptions { ComputeDType = dtype });
+        var optimizerOptions = new OptimizerOptions { Kind = OptimizerKind.AdamW, Precision = spec.Precision };
+        ZeroEngine? engine = null;
+        Func<ParameterStore, IParameterBacking>? backing = variant is null ? null
+            : declared => engine = new ZeroEngine(ops, declared, TransformerModel.VocabularyParameters(config), TransformerModel.SharedParameters(config),
+                null, dtype, new ZeroEngineOptions { Stage = variant.Stage, Offload = variant.Offload, Optimizer = optimizerOptions });
+        using var model = new TransformerModel(ops, config, new TransformerOptions { ComputeDType = dtype, Backing = backing });
+        using var engineScope = engine;
         model.Initialize(spec.Seed);
-        using var optimizer = new Optimizer(ops, model.Parameters, new OptimizerOptions { Kind = OptimizerKind.AdamW, Precision = spec.Precision });
+        using var optimizer = engine is null ? new Optimizer(ops, model.Parameters, optimizerOptions) : null;
         // Ids [B, T] and targets [B, T] (the ids shifted by one): a window of a random token stream.
         var random = new Random(unchecked((int)spec.Seed));
         var stream = new double[(spec.Batch * spec.Seq) + 1];
@@ -160,23 +211,47 @@ internal static class StepBench
         device.Allocator.ResetPeak();
         var seconds = new List<double>(spec.Steps);
         double loss = double.NaN;
+        string label = variant is null ? "" : variant.Name + " ";
+        ZeroMemoryStats? beforeTimed = null;
         for (int s = 1; s <= spec.WarmupSteps + spec.Steps; s++)
         {
+            bool timed = s > spec.WarmupSteps;
+            if (timed && beforeTimed is null)
+            {
+                beforeTimed = engine?.Stats;
+            }
             long start = Stopwatch.GetTimestamp();
             model.Parameters.ZeroGrads(ops);
             loss = model.Forward(ids, targets);
-            model.Backward(optimizer.LossScale);
-            optimizer.Step(1e-4, s);
+            model.Backward(optimizer?.LossScale ?? 1);
+            if (engine is not null)
+            {
+                engine.Step(1e-4, s);
+            }
+            else
+            {
+                optimizer!.Step(1e-4, s);
+            }
             device.Synchronize();
             double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            bool timed = s > spec.WarmupSteps;
             if (timed)
             {
                 seconds.Add(elapsed);
             }
-            progress.WriteLine(F($"step: {(timed ? "timed" : "warm-up")} step {s}: {elapsed * 1e3:F1} ms, loss {loss:F4}"));
+            progress.WriteLine(F($"step: {label}{(timed ? "timed" : "warm-up")} step {s}: {elapsed * 1e3:F1} ms, loss {loss:F4}"));
+            if (s == 1 && engine?.PlanDescription is { } plan)
+            {
+                progress.WriteLine($"step: {label}{plan}");
+            }
         }
-        return new StepTimes(seconds, device.Allocator.Stats.PeakBytesInUse, loss);
+        long peakBytes = device.Allocator.Stats.PeakBytesInUse;
+        if (engine is null)
+        {
+            return new StepTimes(seconds, peakBytes, loss);
+        }
+        var after = engine.Stats;
+        double trafficPerStep = (after.TierTrafficBytes - (beforeTimed?.TierTrafficBytes ?? 0)) / (double)spec.Steps;
+        return new StepTimes(seconds, peakBytes, loss, after, trafficPerStep);
     }
 
     private static string F(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);

@@ -5,6 +5,7 @@ using System.Text.Json;
 using Hal.Cli.Bench;
 using Hal.Cli.Training;
 using Hal.Models.Transformer;
+using Hal.Models.Zero;
 using Spectre.Console;
 
 namespace Hal.Cli.Commands;
@@ -35,10 +36,22 @@ internal static class BenchStepCommand
         var vocab = new Option<int?>("--vocab") { Description = "Vocabulary of gpt-tiny / llama-tiny (default 50257; the other models have their own).", HelpName = "V" };
         var precision = new Option<string?>("--precision") { Description = "Compute precision (default fp32).", HelpName = "fp32|bf16|fp16" };
         precision.AcceptOnlyFromAmong([.. TrainArguments.Precisions.Keys]);
+        var zero = new Option<int?>("--zero")
+        {
+            Description = "Also run the steps through the chunked ZeRO engine at stage 2 or 3, everything on the device (a run named zero2/zero3; default 0: the baseline only).",
+            HelpName = "0|2|3",
+        };
+        var offload = new Option<string[]>("--offload")
+        {
+            Description = "Also run under this placement of the model states, repeatable: none, static:PARAMS,OPTIM or auto (auto under a device budget of the zero3 run's peak minus half of the model states; zero3 runs too). Stage max(2, --zero).",
+            HelpName = "SPEC",
+            Arity = ArgumentArity.ZeroOrMore,
+            AllowMultipleArgumentsPerToken = false,
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (see docs/training.md) instead of a table." };
         var step = new Command("step", "Tokens/s, achieved GFLOP/s (6·N + 12·L·C·T per token) and MFU of whole training steps: forward, backward, optimizer.")
         {
-            model, backend, batch, seq, steps, warmup, vocab, precision, json,
+            model, backend, batch, seq, steps, warmup, vocab, precision, zero, offload, json,
         };
         step.SetAction(parse =>
         {
@@ -54,7 +67,9 @@ internal static class BenchStepCommand
                 Positive("--steps", parse.GetValue(steps) ?? DefaultSteps),
                 NonNegative("--warmup", parse.GetValue(warmup) ?? DefaultWarmup),
                 parse.GetValue(precision) is { } p ? TrainArguments.Precisions[p] : Models.Training.Precision.Fp32,
-                parse.GetValue(vocab) is { } v ? AtLeastTwo(v) : null);
+                parse.GetValue(vocab) is { } v ? AtLeastTwo(v) : null,
+                Zero: parse.GetValue(zero) ?? 0,
+                Offloads: [.. (parse.GetValue(offload) ?? []).Select(ParseOffload)]);
             StepBench.Config(spec);
             using var session = globals.OpenSession(parse);
             var b = session.Runtime.GetBackend(parse.GetValue(backend) ?? "cpu");
@@ -86,6 +101,18 @@ internal static class BenchStepCommand
     private static int NonNegative(string option, int value) =>
         value >= 0 ? value : throw new UsageException($"{option} {value}: must be 0 or more");
 
+    private static OffloadSpec ParseOffload(string text)
+    {
+        try
+        {
+            return OffloadSpec.Parse(text);
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
     private static int AtLeastTwo(int vocab) =>
         vocab >= 2 ? vocab : throw new UsageException($"--vocab {vocab}: a vocabulary has at least 2 tokens");
 
@@ -94,17 +121,33 @@ internal static class BenchStepCommand
         var console = Output.Console(stdout);
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{r.Model} on {r.Device}: batch {r.Batch} × seq {r.Seq}, {r.Precision}; {r.Parameters:N0} parameters ({r.MatmulParameters:N0} in matmuls), {r.FlopsPerToken / 1e6:F1} MFLOP/token by {r.FlopFormula}"));
+        // The placement columns only when there is more than the baseline to compare.
+        bool variants = r.Runs.Count > 1;
         var table = new Table().AddColumns("run", "tokens/s", "median step ms", "GFLOP/s", "peak GFLOP/s", "MFU", "peak device bytes");
+        if (variants)
+        {
+            table.AddColumns("vs baseline", "off-device", "traffic/step", "budget");
+        }
         foreach (var run in r.Runs)
         {
-            table.AddRow(
+            var cells = new List<string>
+            {
                 Markup.Escape(run.Name),
                 run.TokensPerSec.ToString("0", CultureInfo.InvariantCulture),
                 run.MedianStepMs.ToString("0.0", CultureInfo.InvariantCulture),
                 run.Gflops.ToString("0.0", CultureInfo.InvariantCulture),
                 r.PeakGflops.ToString("0.0", CultureInfo.InvariantCulture),
                 run.Mfu.ToString("P1", CultureInfo.InvariantCulture),
-                run.PeakDeviceBytes.ToString("N0", CultureInfo.InvariantCulture));
+                run.PeakDeviceBytes.ToString("N0", CultureInfo.InvariantCulture),
+            };
+            if (variants)
+            {
+                cells.Add(run.RatioToBaseline.ToString("0.00", CultureInfo.InvariantCulture));
+                cells.Add(run.OffDeviceFraction.ToString("P1", CultureInfo.InvariantCulture));
+                cells.Add((run.TierTrafficBytesPerStep / (1024.0 * 1024.0)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB");
+                cells.Add(run.DeviceBudgetBytes is { } budget ? budget.ToString("N0", CultureInfo.InvariantCulture) : "-");
+            }
+            table.AddRow([.. cells]);
         }
         console.Write(table);
     }
