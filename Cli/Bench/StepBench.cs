@@ -244,7 +244,8 @@ internal static partial class StepBench
                 progress.WriteLine($"step: {label}{plan}");
             }
         }
-        long peakBytes = device.Allocator.Stats.PeakBytesInUse;
+        // The engine's warm-up step restarts the allocator's peak to measure intervals; it keeps the run's highest.
+        long peakBytes = engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse;
         if (engine is null)
         {
             return new StepTimes(seconds, peakBytes, loss);

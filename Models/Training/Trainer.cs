@@ -447,7 +447,7 @@ public static class Trainer
                 comm?.Barrier();
             }
         }
-        long peak = device.Allocator.Stats.PeakBytesInUse;
+        long peak = engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse;
         if (comm is not null)
         {
             peak = (long)MaxScalar(comm, ops, peak);

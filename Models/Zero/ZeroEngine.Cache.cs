@@ -11,6 +11,8 @@ public sealed partial class ZeroEngine
     private const long BudgetMarginBytes = 1L << 20;
 
     private long _capacity;
+    private bool _releaseAfterUse;
+    private long _peakSeen;
     private long _cacheBytes;
     private long _peakCacheBytes;
     private long _hostToDevice;
@@ -32,6 +34,12 @@ public sealed partial class ZeroEngine
 
     /// <summary>Bytes the gathered chunks may take on the device (long.MaxValue: bounded only by the allocator).</summary>
     public long CacheCapacityBytes => _capacity;
+
+    /// <summary>
+    /// The device allocator's peak over the run: the warm-up step restarts the allocator's peak counter to measure
+    /// intervals, so reports take the larger of this and the allocator's own.
+    /// </summary>
+    public long PeakDeviceBytes => Math.Max(_peakSeen, _device.Allocator.Stats.PeakBytesInUse);
 
     /// <summary>Device bytes the warm-up step measured for everything but model states (activations, workspace); 0 before it.</summary>
     public long NonModelPeakBytes => _nonModelPeak;
@@ -63,7 +71,7 @@ public sealed partial class ZeroEngine
             throw new InvalidOperationException($"chunk {c.Index}: parameters released more often than acquired");
         }
         c.ParamUsers--;
-        if (c.ParamUsers == 0 && !c.Pinned && _capacity == 0)
+        if (c.ParamUsers == 0 && !c.Pinned && (_capacity == 0 || _releaseAfterUse))
         {
             MeasureNonModel();
             FreeParam(c);
@@ -306,6 +314,8 @@ public sealed partial class ZeroEngine
             long inUse = _chunks.Sum(c => (c.ParamUsers > 0 && c.Param is not null ? c.ParamBytes(_computeBytes) : 0)
                 + (c.GradUsers > 0 && c.Grad is not null ? c.ParamBytes(_computeBytes) : 0));
             _maxInUseBytes = Math.Max(_maxInUseBytes, inUse);
+            // The allocator's peak restarts for the next interval; keep the highest one for reports.
+            _peakSeen = Math.Max(_peakSeen, _device.Allocator.Stats.PeakBytesInUse);
             _device.Allocator.ResetPeak();
         }
     }
@@ -386,12 +396,16 @@ public sealed partial class ZeroEngine
         }
     }
 
-    private long InitialCapacity() => Options.Offload.Policy switch
+    /// <summary>
+    /// None and static: no cache limit of the engine's own (the allocator's limit still evicts on demand); stage 3
+    /// without offload releases each parameter chunk after its use instead, and gradients stay until reduced.
+    /// Auto: nothing cached during the warm-up step, then what the plan leaves.
+    /// </summary>
+    private long InitialCapacity()
     {
-        OffloadPolicy.None => Options.Stage == 2 ? long.MaxValue : 0,
-        OffloadPolicy.Static => long.MaxValue,
-        _ => 0,
-    };
+        _releaseAfterUse = Options.Offload.Policy == OffloadPolicy.None && Options.Stage == 3;
+        return Options.Offload.Policy == OffloadPolicy.Auto ? 0 : long.MaxValue;
+    }
 
     /// <summary>
     /// After the warm-up step (auto): with the measured non-model peak, move as many state chunks to the device as fit
