@@ -20,6 +20,7 @@ public sealed partial class ZeroEngine
     private long _nvmeRead;
     private long _nvmeWritten;
     private long _gathers;
+    private long _prefetched;
     private long _clock;
     private bool _tracing;
     private bool _planned;
@@ -159,7 +160,7 @@ public sealed partial class ZeroEngine
             }
             return;
         }
-        ReadOnlySpan<float> values = tier == Tier.Host ? HostSlot(c, MasterSlot) : ReadNvmeSlot(c, MasterSlot);
+        ReadOnlySpan<float> values = tier == Tier.Host ? HostSlot(c, MasterSlot) : TakeMasterRead(c);
         var bytes = ToComputeBytes(values);
         _device.CopyFromHost(bytes, dst.Buffer, dst.OffsetBytes);
         _hostToDevice += bytes.Length;
@@ -467,6 +468,56 @@ public sealed partial class ZeroEngine
         MemoryMarshal.Cast<byte, float>(_states.HostPayload(c.State)).Slice(checked((int)(slot * c.Shard)), checked((int)c.Shard));
 
     private float[] _nvmeScratch = [];
+    private readonly Dictionary<int, Task<float[]>> _masterReads = [];
+
+    /// <summary>
+    /// Starts reading the NVMe-resident masters of the chunks <paramref name="layer"/> uses, so the disk works while
+    /// the current layer computes; the fetch at that layer's Begin then only waits for what is left.
+    /// </summary>
+    private void PrefetchLayer(int layer)
+    {
+        if (layer < 0 || layer >= _layerChunks.Length)
+        {
+            return;
+        }
+        foreach (var c in _layerChunks[layer])
+        {
+            if ((c.Param is null || !c.ParamFresh) && !_masterReads.ContainsKey(c.Index) && _states.TierOf(c.State) == Tier.Nvme)
+            {
+                _masterReads[c.Index] = ReadMasterAsync(c);
+            }
+        }
+    }
+
+    private async Task<float[]> ReadMasterAsync(ZChunk c)
+    {
+        var bytes = new byte[c.Shard * sizeof(float)];
+        await _states.ReadAsync(c.State, MasterSlot * c.Shard * sizeof(float), bytes).ConfigureAwait(false);
+        return [.. MemoryMarshal.Cast<byte, float>(bytes)];
+    }
+
+    /// <summary>The masters of an NVMe chunk: from a prefetch under way, or read now.</summary>
+    private ReadOnlySpan<float> TakeMasterRead(ZChunk c)
+    {
+        if (_masterReads.Remove(c.Index, out var pending))
+        {
+            var values = pending.GetAwaiter().GetResult();
+            _nvmeRead += values.LongLength * sizeof(float);
+            _prefetched++;
+            return values;
+        }
+        return ReadNvmeSlot(c, MasterSlot);
+    }
+
+    /// <summary>Waits for and drops every prefetch (the masters are about to change).</summary>
+    private void DropPrefetches()
+    {
+        foreach (var pending in _masterReads.Values)
+        {
+            pending.GetAwaiter().GetResult();
+        }
+        _masterReads.Clear();
+    }
     private byte[] _bytesScratch = [];
 
     /// <summary>Reads one slot of an NVMe state chunk into a scratch array (valid until the next read).</summary>

@@ -68,6 +68,7 @@ public sealed partial class ZeroEngine
     public void LoadFullState(Action<string, Shape, float[]> read)
     {
         ArgumentNullException.ThrowIfNull(read);
+        DropPrefetches();
         var infos = _store.Infos;
         var slots = new List<(int Slot, Func<int, string> Name)> { (MasterSlot, i => infos[i].Name) };
         slots.AddRange(MomentSlots.Select(m => (m.Slot, (Func<int, string>)(i => $"{infos[i].Name}.{m.Suffix}"))));

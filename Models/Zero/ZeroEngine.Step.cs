@@ -113,6 +113,7 @@ public sealed partial class ZeroEngine
     public StepOutcome Step(double learningRate, long step)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(step, 1L);
+        DropPrefetches();
         if (!_planned)
         {
             PlanAfterWarmup();

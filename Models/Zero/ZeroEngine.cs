@@ -190,6 +190,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         {
             AcquireParam(c);
         }
+        PrefetchLayer(layer + 1);
     }
 
     /// <inheritdoc/>
@@ -210,6 +211,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
             AcquireParam(c);
             AcquireGrad(c);
         }
+        PrefetchLayer(layer - 1);
     }
 
     /// <inheritdoc/>
@@ -259,6 +261,9 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         }
     }
 
+    /// <summary>Parameter fetches whose NVMe read was started while the previous layer computed.</summary>
+    public long PrefetchedReads => _prefetched;
+
     /// <summary>Bytes of every rank-local model state: state chunks on all tiers plus the device cache now.</summary>
     public long ModelStateBytes => _states.BytesInUse(Tier.Device) + _states.BytesInUse(Tier.Host) + _states.BytesInUse(Tier.Nvme) + _cacheBytes;
 
@@ -270,6 +275,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
             return;
         }
         _disposed = true;
+        DropPrefetches();
         foreach (var c in _chunks)
         {
             c.Param?.Dispose();
