@@ -28,6 +28,7 @@ public sealed class PipelineExecutor : IDisposable
     private readonly Thread _sender;
     // An object, not a Lock: the drain waits on it with Monitor.Wait.
     private readonly object _pendingLock = new();
+    private readonly Dictionary<int, Tensor> _local = [];
     private int _pending;
     private Exception? _sendError;
     private bool _disposed;
@@ -74,7 +75,11 @@ public sealed class PipelineExecutor : IDisposable
         {
             bool forward = action.Kind == PipelineActionKind.Forward;
             Tensor? input = null;
-            if (action.ReceiveFrom >= 0)
+            if (action.ReceiveFrom == _group.Rank)
+            {
+                input = TakeLocal(action.ReceiveTag, action);
+            }
+            else if (action.ReceiveFrom >= 0)
             {
                 var spec = forward ? _stage.InputSpec(action.Chunk) : _stage.OutputSpec(action.Chunk);
                 input = _ops.Empty(spec.Shape, spec.DType);
@@ -98,7 +103,15 @@ public sealed class PipelineExecutor : IDisposable
                 {
                     throw new PipelineException($"stage {schedule.Stage} returned no tensor from {action} of model chunk {action.ModelChunk}, which the next chunk needs");
                 }
-                Post(output, action.SendTo, action.SendTag);
+                if (action.SendTo == _group.Rank)
+                {
+                    // One stage with several chunks (p = 1): a communicator cannot address itself, and needs not.
+                    _local.Add(action.SendTag, output);
+                }
+                else
+                {
+                    Post(output, action.SendTo, action.SendTag);
+                }
             }
             else
             {
@@ -129,6 +142,20 @@ public sealed class PipelineExecutor : IDisposable
         _outbox.CompleteAdding();
         _sender.Join();
         _outbox.Dispose();
+        foreach (var tensor in _local.Values)
+        {
+            tensor.Dispose();
+        }
+        _local.Clear();
+    }
+
+    private Tensor TakeLocal(int tag, PipelineAction action)
+    {
+        if (!_local.Remove(tag, out var tensor))
+        {
+            throw new PipelineException($"stage {_group.Rank}: {action} needs the tensor with tag {tag} from its own earlier chunk, which has not run");
+        }
+        return tensor;
     }
 
     private void Post(Tensor tensor, int peer, int tag)
