@@ -16,8 +16,9 @@ namespace Hal.Parallel.Pipeline;
 /// waits on a message the receiver will only take after one queued behind it. Both are properties of the schedules
 /// alone, and the tests check them for every schedule kind. Receives match on tags (unique per direction, micro-batch
 /// and chunk), so even a transport that delivers out of order cannot hand a chunk another's tensor.
-/// Timing: busy time is the time spent inside the stage's Forward and Backward (the device synchronised before the
-/// clock stops); the bubble fraction is 1 − busy/wall over the step, receives and the final drain of sends included.
+/// Timing: the stages start their clocks after a barrier; busy time is the time spent inside the stage's Forward and
+/// Backward (the device synchronised before the clock stops); the step's wall time is the slowest stage's, from the
+/// barrier to its last send delivered; a stage's bubble fraction is 1 − busy/wall over that shared interval.
 /// </remarks>
 public sealed class PipelineExecutor : IDisposable
 {
@@ -70,6 +71,8 @@ public sealed class PipelineExecutor : IDisposable
         ThrowIfSendFailed();
         var device = _group.Device;
         long busyTicks = 0;
+        // Every stage starts its clock together, so the step's wall time is one interval shared by all stages.
+        _group.Barrier();
         long start = Stopwatch.GetTimestamp();
         foreach (var action in schedule.Actions)
         {
@@ -123,12 +126,7 @@ public sealed class PipelineExecutor : IDisposable
 
         double wallSeconds = wallTicks / (double)Stopwatch.Frequency;
         double busySeconds = busyTicks / (double)Stopwatch.Frequency;
-        double bubble = wallTicks > 0 ? Math.Clamp(1 - (busySeconds / wallSeconds), 0, 1) : 0;
-        using var sum = _ops.FromArray([bubble], new Shape(1), DType.F64);
-        _group.AllReduce(sum, sum, ReduceOp.Sum);
-        double meanBubble = _ops.ToDoubleArray(sum)[0] / _group.Size;
-        return new PipelineStepReport(schedule.Kind, schedule.Stage, schedule.Stages, schedule.MicroBatches, schedule.ChunksPerStage,
-            busySeconds, wallSeconds, bubble, meanBubble, schedule.TheoreticalBubbleFraction);
+        return Summarize(schedule, busySeconds, wallSeconds);
     }
 
     /// <summary>Stops the sender thread after the sends already posted; disposes tensors still queued.</summary>
@@ -147,6 +145,29 @@ public sealed class PipelineExecutor : IDisposable
             tensor.Dispose();
         }
         _local.Clear();
+    }
+
+    /// <summary>
+    /// Shares every stage's busy and wall time (one all-reduce of 2p numbers: slot r holds rank r's wall, slot p + r
+    /// its busy time). The step lasts as long as the slowest stage; each stage's bubble is the rest of that interval.
+    /// </summary>
+    private PipelineStepReport Summarize(PipelineSchedule schedule, double busySeconds, double wallSeconds)
+    {
+        int p = _group.Size;
+        var slots = new double[2 * p];
+        slots[_group.Rank] = wallSeconds;
+        slots[p + _group.Rank] = busySeconds;
+        using var shared = _ops.FromArray(slots, new Shape(2 * p), DType.F64);
+        _group.AllReduce(shared, shared, ReduceOp.Sum);
+        var all = _ops.ToDoubleArray(shared);
+        double stepWall = all.Take(p).Max();
+        var bubbles = new double[p];
+        for (int r = 0; r < p; r++)
+        {
+            bubbles[r] = stepWall > 0 ? Math.Clamp(1 - (all[p + r] / stepWall), 0, 1) : 0;
+        }
+        return new PipelineStepReport(schedule.Kind, schedule.Stage, p, schedule.MicroBatches, schedule.ChunksPerStage,
+            busySeconds, stepWall, bubbles[_group.Rank], bubbles.Average(), schedule.TheoreticalBubbleFraction, bubbles);
     }
 
     private Tensor TakeLocal(int tag, PipelineAction action)
