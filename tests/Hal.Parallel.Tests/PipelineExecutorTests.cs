@@ -44,7 +44,46 @@ public sealed class PipelineExecutorTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Pipelined_step_equals_the_single_device_step(PipelineScheduleKind kind, int p, int m, int v, DType dtype)
+    public void Pipelined_step_equals_the_single_device_step(PipelineScheduleKind kind, int p, int m, int v, DType dtype) =>
+        RunAndCompare(kind, p, m, v, dtype, rendezvous: false);
+
+    [Theory]
+    [InlineData(PipelineScheduleKind.GPipe, 2, 4, 1)]
+    [InlineData(PipelineScheduleKind.OneFOneB, 2, 4, 1)]
+    [InlineData(PipelineScheduleKind.OneFOneB, 4, 4, 1)]
+    [InlineData(PipelineScheduleKind.Interleaved, 2, 4, 2)]
+    [InlineData(PipelineScheduleKind.Interleaved, 4, 8, 2)]
+    public void Sends_that_wait_for_their_receive_do_not_deadlock(PipelineScheduleKind kind, int p, int m, int v) =>
+        RunAndCompare(kind, p, m, v, DType.F64, rendezvous: true);
+
+    [Fact]
+    public void The_rendezvous_wrapper_stalls_two_ranks_that_send_to_each_other_first()
+    {
+        // The check that the test above can fail: the exchange 1F1B's steady state would make with blocking sends.
+        var devices = Devices(2);
+        try
+        {
+            var e = Assert.Throws<AggregateException>(() => InProcessWorld.Run(devices, comm =>
+            {
+                var rendezvous = new RendezvousCommunicator(comm);
+                var ops = new Ops(comm.Device);
+                using var mine = ops.Zeros(new Shape(4), DType.F64);
+                using var theirs = ops.Zeros(new Shape(4), DType.F64);
+                rendezvous.Send(mine, 1 - comm.Rank, tag: 7);
+                rendezvous.Recv(theirs, 1 - comm.Rank, tag: 7);
+            }, TimeSpan.FromMilliseconds(300)));
+            Assert.Contains(e.InnerExceptions, x => x is CollectiveTimeoutException || x.InnerException is CollectiveTimeoutException);
+        }
+        finally
+        {
+            foreach (var d in devices)
+            {
+                d.Dispose();
+            }
+        }
+    }
+
+    private static void RunAndCompare(PipelineScheduleKind kind, int p, int m, int v, DType dtype, bool rendezvous)
     {
         var model = new TinyMlp(Layers, Width, Batch, Seed);
         var single = SingleDevice(model, dtype);
@@ -52,7 +91,7 @@ public sealed class PipelineExecutorTests
         // the same ≤ 8-term products in another order, a few ulps (2.2e-16) each. F32: the same reordering at 6e-8 per
         // rounding through 8 layers of GEMM (K = 6) and tanh, well under 1e-5.
         double tolerance = dtype == DType.F64 ? 1e-12 : 1e-5;
-        string what = $"{kind} p {p} m {m} v {v} {dtype.Name()} seed {Seed}";
+        string what = $"{kind} p {p} m {m} v {v} {dtype.Name()} seed {Seed}{(rendezvous ? " rendezvous sends" : "")}";
 
         var losses = new ConcurrentDictionary<int, double>();
         var gradients = new ConcurrentDictionary<int, (double[] DW, double[] DB)>();
@@ -61,7 +100,7 @@ public sealed class PipelineExecutorTests
         {
             var partition = StagePartition.Balance(Enumerable.Repeat((double)(Width * Width) + Width, Layers).ToArray(), p, v);
             using var stage = new TinyMlpStage(ops, model, partition, comm.Rank, dtype, m);
-            using var executor = new PipelineExecutor(comm, stage);
+            using var executor = new PipelineExecutor(rendezvous ? new RendezvousCommunicator(comm) : comm, stage);
             reports.Add(executor.Run(PipelineSchedule.Build(kind, comm.Rank, p, m, v)));
             foreach (var (micro, loss) in stage.Losses)
             {
