@@ -53,8 +53,8 @@ public sealed class PipelineExecutor : IDisposable
 
     /// <summary>
     /// Runs one step of <paramref name="schedule"/> (collective over the pipeline group: every stage runs its own
-    /// schedule of the same kind and sizes) and reports this stage's busy time, wall time and bubble fraction, and the
-    /// bubble fraction averaged over the stages.
+    /// schedule of the same kind and sizes; a barrier starts the step and an all-reduce of the timings ends it) and
+    /// reports this stage's busy time, the step's wall time, every stage's bubble fraction and their mean.
     /// </summary>
     /// <exception cref="PipelineException">The schedule is for another stage, stage count or chunk count, or the stage returned null where a tensor has to be sent.</exception>
     /// <exception cref="CollectiveTimeoutException">A neighbour did not send in time.</exception>
@@ -129,7 +129,7 @@ public sealed class PipelineExecutor : IDisposable
         return Summarize(schedule, busySeconds, wallSeconds);
     }
 
-    /// <summary>Stops the sender thread after the sends already posted; disposes tensors still queued.</summary>
+    /// <summary>Lets the sender thread finish the sends already posted (each gives up at the communicator's timeout), then stops it.</summary>
     public void Dispose()
     {
         if (_disposed)
