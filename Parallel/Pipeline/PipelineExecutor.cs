@@ -3,6 +3,8 @@ using System.Diagnostics;
 
 namespace Hal.Parallel.Pipeline;
 
+// Legend: p stages, s this stage, m micro-batches, v local chunks per stage; local chunk k of stage s is model chunk k·p + s.
+
 /// <summary>
 /// Runs a <see cref="PipelineSchedule"/> on this rank: for each action, receive the input from the neighbour stage,
 /// run the chunk, hand the result to the neighbour. Ranks of the pipeline group are the stages, in order.

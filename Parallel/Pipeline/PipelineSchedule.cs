@@ -1,5 +1,7 @@
 namespace Hal.Parallel.Pipeline;
 
+// Legend: p stages, s this stage, m micro-batches, v local chunks per stage; local chunk k of stage s is model chunk k·p + s.
+
 /// <summary>
 /// The ordered actions one stage runs in one training step: stage s of p, m micro-batches, v local chunks per stage
 /// (model chunk k·p + s is local chunk k of stage s). Pure data, built the same way on every rank, so the whole
