@@ -164,6 +164,58 @@ public sealed class PipelineExecutorTests
         }
     }
 
+    [Theory]
+    [InlineData(PipelineScheduleKind.OneFOneB, 1)]
+    [InlineData(PipelineScheduleKind.Interleaved, 2)]
+    public void Pipeline_stages_inside_a_data_parallel_mesh_equal_the_single_device_step(PipelineScheduleKind kind, int v)
+    {
+        // dp 2 × pp 2 on 4 ranks: each replica pipelines half the batch (m 2 micro-batches of 2 rows), then the dp
+        // group averages the gradients; the mean of two half-batch means is the whole-batch mean.
+        const int dp = 2, pp = 2, m = 2;
+        var model = new TinyMlp(Layers, Width, Batch, Seed);
+        var single = SingleDevice(model, DType.F64);
+        // F64: the half-batch sums and the dp average reorder a few ≤ 8-term sums, a few ulps each.
+        const double tolerance = 1e-12;
+        string what = $"dp {dp} × pp {pp} {kind} v {v} m {m} F64 seed {Seed}";
+        var losses = new ConcurrentDictionary<(int Replica, int Micro), double>();
+        var gradients = new ConcurrentDictionary<(int Replica, int Layer), (double[] DW, double[] DB)>();
+        var failures = RunRanks(dp * pp, (world, ops, failed) =>
+        {
+            using var mesh = new Mesh.DeviceMesh(world, dp: dp, tp: 1, pp: pp, sp: 1);
+            var partition = StagePartition.Balance(Enumerable.Repeat(1.0, Layers).ToArray(), pp, v);
+            var share = model.Rows(mesh.DpRank * (Batch / dp), Batch / dp);
+            using var stage = new TinyMlpStage(ops, share, partition, mesh.PpRank, DType.F64, m);
+            using (var executor = new PipelineExecutor(mesh.PpGroup, stage))
+            {
+                executor.Run(PipelineSchedule.Build(kind, mesh.PpRank, pp, m, v));
+            }
+            foreach (var (micro, loss) in stage.Losses)
+            {
+                losses[(mesh.DpRank, micro)] = loss;
+            }
+            foreach (int layer in stage.LayerIndices.Order())
+            {
+                var (dw, db) = stage.Gradients(layer);
+                using var both = ops.FromArray([.. dw, .. db], new Shape(dw.Length + db.Length), DType.F64);
+                mesh.DpGroup.AllReduce(both, both, ReduceOp.Mean);
+                var mean = ops.ToDoubleArray(both);
+                gradients[(mesh.DpRank, layer)] = (mean[..dw.Length], mean[dw.Length..]);
+            }
+        });
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+
+        double meanLoss = Enumerable.Range(0, dp).Average(r => Enumerable.Range(0, m).Sum(i => losses[(r, i)]));
+        Assert.True(Math.Abs(meanLoss - single.Loss) <= tolerance * single.Loss, $"{what}: loss {meanLoss}, single device {single.Loss}");
+        for (int r = 0; r < dp; r++)
+        {
+            for (int l = 0; l < Layers; l++)
+            {
+                CheckClose($"{what} replica {r} layer {l} dW", gradients[(r, l)].DW, single.DWeights[l], tolerance);
+                CheckClose($"{what} replica {r} layer {l} db", gradients[(r, l)].DB, single.DBiases[l], tolerance);
+            }
+        }
+    }
+
     [Fact]
     public void A_schedule_for_another_stage_is_refused()
     {

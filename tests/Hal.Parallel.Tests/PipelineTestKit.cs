@@ -23,6 +23,18 @@ internal sealed class TinyMlp
         Target = Uniform(random, batch * width, 0.8);
     }
 
+    private TinyMlp(TinyMlp whole, int firstRow, int rows)
+    {
+        Layers = whole.Layers;
+        Width = whole.Width;
+        Batch = rows;
+        Seed = whole.Seed;
+        Weights = whole.Weights;
+        Biases = whole.Biases;
+        Input = whole.Input[(firstRow * Width)..((firstRow + rows) * Width)];
+        Target = whole.Target[(firstRow * Width)..((firstRow + rows) * Width)];
+    }
+
     public int Layers { get; }
     public int Width { get; }
     public int Batch { get; }
@@ -31,6 +43,9 @@ internal sealed class TinyMlp
     public double[][] Biases { get; }
     public double[] Input { get; }
     public double[] Target { get; }
+
+    /// <summary>The same layers with rows [firstRow, firstRow + rows) of the batch: one data-parallel replica's share.</summary>
+    public TinyMlp Rows(int firstRow, int rows) => new(this, firstRow, rows);
 
     /// <summary>The loss and every layer's (dW, db), by plain loops in double over the whole batch.</summary>
     public (double Loss, double[][] DWeights, double[][] DBiases) Reference()
