@@ -461,6 +461,10 @@ public static class Trainer
             ? store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes)
             : engine!.ModelStateBytes;
         var tiers = engine?.Stats ?? default;
+        if (engine is not null && tiers.NvmeBytes > 0 && rank == 0)
+        {
+            observer.OnMessage($"NVMe: {engine.PrefetchedReads} parameter fetches of rank 0 were read from disk while the layer before computed");
+        }
         double hostBytes = tiers.HostBytes, nvmeBytes = tiers.NvmeBytes, trafficBytes = tiers.TierTrafficBytes;
         if (comm is not null)
         {

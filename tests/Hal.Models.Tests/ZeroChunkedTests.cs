@@ -115,8 +115,17 @@ public sealed class ZeroChunkedTests
         try
         {
             var plain = TrainerTests.Train(Job, 1);
-            var end = TrainerTests.Train(Job with { Zero = 3, Offload = OffloadSpec.Parse("static:0,1"), HostMemoryBytes = 2L << 20, NvmeDir = dir }, 1);
+            var messages = new MessageObserver();
+            TrainEnd end;
+            using (var device = new CpuBackend().Open(0))
+            {
+                end = Trainer.Run(Job with { Zero = 3, Offload = OffloadSpec.Parse("static:0,1"), HostMemoryBytes = 2L << 20, NvmeDir = dir }, [device], null, messages);
+            }
             Assert.True(end.NvmeBytes > 0, "nothing went to NVMe");
+            // Each step's forward and backward read the next layer's masters ahead; at least one per step did.
+            string prefetch = Assert.Single(messages.Messages, m => m.StartsWith("NVMe: ", StringComparison.Ordinal));
+            int ahead = int.Parse(prefetch.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(ahead >= Job.Steps, prefetch);
             Assert.True(end.HostBytes <= 2L << 20, $"host bytes {end.HostBytes} exceed the 2 MiB limit");
             AssertCurvesClose(plain.Losses, end.Losses, Fp32Tolerance, "NVMe");
             // The engine's files are gone with the run.
@@ -224,6 +233,25 @@ public sealed class ZeroChunkedTests
         {
             double diff = Math.Abs(expected[i] - actual[i]);
             Assert.True(diff <= relative * Math.Abs(expected[i]), $"{what}: step {i + 1} loss {actual[i]:R} vs {expected[i]:R} (|diff| {diff:E2} > {relative:E0} relative)");
+        }
+    }
+
+    private sealed class MessageObserver : ITrainingObserver
+    {
+        public List<string> Messages { get; } = [];
+
+        public void OnStart(TrainStart start)
+        {
+        }
+
+        public void OnStep(TrainStep step)
+        {
+        }
+
+        public void OnMessage(string message) => Messages.Add(message);
+
+        public void OnEnd(TrainEnd end)
+        {
         }
     }
 
