@@ -54,9 +54,35 @@ public sealed partial class ZeroEngine
         }
     }
 
+    /// <summary>Moves every tensor of the chunk to <paramref name="to"/> (nothing when already there); an illegal move throws.</summary>
+    private static void MoveUsage(ZChunk c, TensorState to)
+    {
+        if (c.UsageState == to)
+        {
+            return;
+        }
+        foreach (var t in c.Usage.Tensors)
+        {
+            t.MoveTo(to);
+        }
+    }
+
+    /// <summary>A use begins: free or held tensors (or, in backward, tensors waiting for their other uses) compute.</summary>
+    private static void BeginUse(ZChunk c) => MoveUsage(c, TensorState.Compute);
+
+    /// <summary>A use ends: held (forward) or held after backward until the gradient is reduced.</summary>
+    private void EndUse(ZChunk c)
+    {
+        if (c.ParamUsers == 0 && c.GradUsers == 0 && c.UsageState == TensorState.Compute)
+        {
+            MoveUsage(c, _backwardLayer >= 0 ? TensorState.HoldAfterBackward : TensorState.Hold);
+        }
+    }
+
     private void AcquireParam(ZChunk c)
     {
         BeginEvent(c, grad: false);
+        BeginUse(c);
         c.ParamUsers++;
         if (c.Param is null || !c.ParamFresh)
         {
@@ -72,6 +98,7 @@ public sealed partial class ZeroEngine
             throw new InvalidOperationException($"chunk {c.Index}: parameters released more often than acquired");
         }
         c.ParamUsers--;
+        EndUse(c);
         if (c.ParamUsers == 0 && !c.Pinned && (_capacity == 0 || _releaseAfterUse))
         {
             MeasureNonModel();
@@ -83,6 +110,7 @@ public sealed partial class ZeroEngine
     private void AcquireGrad(ZChunk c)
     {
         BeginEvent(c, grad: true);
+        BeginUse(c);
         c.GradUsers++;
         MaterializeGrad(c);
         EndEvent();
@@ -95,6 +123,7 @@ public sealed partial class ZeroEngine
             throw new InvalidOperationException($"chunk {c.Index}: gradients released more often than acquired");
         }
         c.GradUsers--;
+        EndUse(c);
         // A tile's gradient is final after its last user's contribution: reduce it now rather than at the layer's
         // end, so that only one gradient tile is resident at a time.
         if (c.GradUsers == 0 && c.TileParam >= 0 && _backwardLayer == c.FinalLayer && !c.ReducedThisPass)
@@ -199,6 +228,11 @@ public sealed partial class ZeroEngine
         c.Param = null;
         c.ParamFresh = false;
         _cacheBytes -= c.ParamBytes(_computeBytes);
+        // Without its parameters a held chunk is free; one waiting for the reduction keeps waiting.
+        if (c.UsageState == TensorState.Hold)
+        {
+            MoveUsage(c, TensorState.Free);
+        }
     }
 
     private void FreeGrad(ZChunk c)

@@ -18,6 +18,13 @@ public sealed partial class ZeroEngine
     /// </summary>
     private void Reduce(ZChunk c)
     {
+        // A chunk this rank's batch did not touch still joins the reduction, as if it had been used.
+        if (c.UsageState is TensorState.Free or TensorState.Hold)
+        {
+            MoveUsage(c, TensorState.Compute);
+        }
+        MoveUsage(c, TensorState.HoldAfterBackward);
+        MoveUsage(c, TensorState.ReadyForReduce);
         MaterializeGrad(c);
         var grad = c.Grad!;
         var shape = new Shape(checked((int)c.Shard));
@@ -44,6 +51,7 @@ public sealed partial class ZeroEngine
         FreeGrad(c);
         c.FirstReduce = false;
         c.ReducedThisPass = true;
+        MoveUsage(c, c.Param is not null ? TensorState.Hold : TensorState.Free);
     }
 
     private void Accumulate(ZChunk c, Tensor shard)

@@ -114,6 +114,9 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
     /// <summary>Number of chunks (per rank: one shard of each).</summary>
     public int ChunkCount => _chunks.Length;
 
+    /// <summary>The usage state of each chunk's tensors, in chunk order.</summary>
+    public IReadOnlyList<TensorState> ChunkStates => [.. _chunks.Select(c => c.UsageState)];
+
     /// <summary>Elements per chunk, in order.</summary>
     public IReadOnlyList<long> ChunkElements => [.. _chunks.Select(c => c.Count)];
 
@@ -318,6 +321,12 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
 
         public Chunk State { get; set; } = null!;
 
+        /// <summary>The chunk's parameters as Memory tensors whose states (free, compute, hold, hold-after-backward, ready-for-reduce) follow the legal transitions.</summary>
+        public Chunk Usage { get; set; } = null!;
+
+        /// <summary>The state every tensor of <see cref="Usage"/> is in (they move together: a chunk is gathered, used and reduced whole).</summary>
+        public TensorState UsageState => Usage.Tensors[0].State;
+
         public Tensor? Param { get; set; }
 
         public bool ParamFresh { get; set; }
@@ -393,6 +402,8 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
                 _chunkOfParam[i] = open;
             }
             BuildRuns(open, [.. openParams.Select(i => (store.Infos[i].Offset - open.Start, store.Infos[i].ElementCount, store.Infos[i].Decay))]);
+            open.Usage = new Chunk(open.Index, open.Padded, _compute,
+                openParams.Select(i => new TensorPlacement(store.Infos[i].Name, open.Index, store.Infos[i].Offset - open.Start, store.Infos[i].ElementCount)));
             _layerChunks[open.Users[0]].Add(open);
             chunks.Add(open);
             open = null;
@@ -431,6 +442,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
                         tile.Users.AddRange(more);
                     }
                     BuildRuns(tile, [(0, tile.Count, info.Decay)]);
+                    tile.Usage = new Chunk(tile.Index, tile.Padded, _compute, [new TensorPlacement($"{info.Name}[{r}:{r + n}]", tile.Index, 0, tile.Count)]);
                     chunks.Add(tile);
                     tiles.Add(tile);
                 }

@@ -220,6 +220,34 @@ public sealed class ZeroChunkedTests
         }
     }
 
+    [Fact]
+    public void ChunkTensorsMoveThroughTheLegalStatesAndEndEachPassHeldOrFree()
+    {
+        using var device = new CpuBackend().Open(0);
+        var ops = new Ops(device);
+        var config = Transformer.ModelConfig.Named("gpt-tiny", 32);
+        ZeroEngine? engine = null;
+        using var model = new Transformer.TransformerModel(ops, config, new Transformer.TransformerOptions
+        {
+            Backing = store => engine = new ZeroEngine(ops, store, Transformer.TransformerModel.VocabularyParameters(config),
+                Transformer.TransformerModel.SharedParameters(config), null, DType.F32, new ZeroEngineOptions { Stage = 3 }),
+        });
+        using var scope = engine;
+        model.Initialize(7);
+        Assert.All(engine!.ChunkStates, s => Assert.Equal(TensorState.Free, s));
+        using var ids = ops.FromArray([.. Enumerable.Range(0, 32).Select(i => (double)(i % 32))], new Shape(2, 16), DType.I32);
+        model.Parameters.ZeroGrads(ops);
+        model.Forward(ids, ids);
+        // Stage 3 releases each layer's parameters after its forward: every chunk is free again.
+        Assert.All(engine.ChunkStates, s => Assert.Equal(TensorState.Free, s));
+        model.Backward();
+        // Every gradient was reduced (ready-for-reduce → free), none waits.
+        Assert.All(engine.ChunkStates, s => Assert.Equal(TensorState.Free, s));
+        // A parameter used outside its layer's Begin/End is refused, naming it.
+        var e = Assert.Throws<InvalidOperationException>(() => model.Parameters.Param("transformer.h.0.ln_1.weight"));
+        Assert.Contains("transformer.h.0.ln_1.weight", e.Message, StringComparison.Ordinal);
+    }
+
     private static TrainEnd TrainWithBudget(TrainConfig config, long budget)
     {
         using var device = new CpuBackend(new CpuBackendOptions { DeviceMemoryBytes = budget }).Open(0);
