@@ -86,6 +86,50 @@ public sealed partial class TensorParallelNdTests
     }
 
     [Theory]
+    [InlineData("2d")]
+    [InlineData("2.5d")]
+    [InlineData("3d")]
+    public void A_nan_or_infinity_in_one_input_row_reaches_that_output_row_and_no_other(string layout)
+    {
+        const int n = 8, inFeatures = 8, outFeatures = 4;
+        foreach (double poison in new[] { double.NaN, double.PositiveInfinity })
+        {
+            int seed = 37_000 + layout.Length;
+            var c = new FullLinear(seed, n, inFeatures, outFeatures);
+            const int poisonedRow = 5;
+            double[] x = (double[])c.X.Clone();
+            x[(poisonedRow * inFeatures) + 3] = poison;
+            var failures = RunRanks(GridSession.Ranks(layout), (comm, ops, failed) =>
+            {
+                using var session = new GridSession(layout, comm, ops);
+                using var layer = session.Linear(0);
+                GridBlock xb = session.Input(0), yb = session.Output(0), wb = session.Weight(0);
+                using var xd = Upload(ops, x, n, inFeatures, xb, DType.F32);
+                using var w = Upload(ops, c.W, inFeatures, outFeatures, wb, DType.F32);
+                using var y = ops.Empty(yb.Of(new Shape(n, outFeatures)), DType.F32);
+                layer.Forward(xd, w, null, y);
+                double[] actual = ops.ToDoubleArray(y);
+                int rows = y.Shape[0], cols = y.Shape[1];
+                for (int i = 0; i < rows; i++)
+                {
+                    int row = (yb.RowBlock * rows) + i;
+                    for (int j = 0; j < cols; j++)
+                    {
+                        // x·W with one non-finite x in row 5: ±Inf times weights of both signs, or NaN, poisons every
+                        // output of that row; every other row stays finite.
+                        bool finite = double.IsFinite(actual[(i * cols) + j]);
+                        if (finite == (row == poisonedRow))
+                        {
+                            failed.Enqueue($"{layout} rank {comm.Rank} x[{poisonedRow}, 3] = {poison} (seed {seed}): y[{row}, {(yb.ColumnBlock * cols) + j}] = {actual[(i * cols) + j]}");
+                        }
+                    }
+                }
+            });
+            Assert.True(failures.Count == 0, string.Join("\n", failures));
+        }
+    }
+
+    [Theory]
     [InlineData(2, "2D", "square")]
     [InlineData(8, "2D", "square")]
     [InlineData(4, "2.5D", "q²·2")]
