@@ -100,22 +100,22 @@ internal sealed class GridSession : IDisposable
         {
             case "2d":
             case "2.5d":
-            {
-                int q = 2, d = layout == "2d" ? 1 : Depth25D;
-                long xb = (long)n / (d * q) * (inFeatures / q) * e, wb = (long)inFeatures / q * (outFeatures / q) * e, bb = (long)outFeatures / q * e;
-                long forward = ((q - 1) * (xb + wb)) + ((q - 1) * bb / q);
-                long backward = (2 * (q - 1) * (xb + wb)) + (2 * (q - 1) * bb / q) + (2 * (d - 1) * (wb + bb) / d);
-                return (forward, backward);
-            }
+                {
+                    int q = 2, d = layout == "2d" ? 1 : Depth25D;
+                    long xb = (long)n / (d * q) * (inFeatures / q) * e, wb = (long)inFeatures / q * (outFeatures / q) * e, bb = (long)outFeatures / q * e;
+                    long forward = ((q - 1) * (xb + wb)) + ((q - 1) * bb / q);
+                    long backward = (2 * (q - 1) * (xb + wb)) + (2 * (q - 1) * bb / q) + (2 * (d - 1) * (wb + bb) / d);
+                    return (forward, backward);
+                }
             default:
-            {
-                int c = 2;
-                long xp = (long)n / (c * c) * (inFeatures / c) * e, wp = (long)inFeatures / (c * c) * (outFeatures / c) * e;
-                long yp = (long)n / (c * c) * (outFeatures / c) * e, bb = (long)outFeatures / c * e;
-                long forward = ((c - 1) * (xp + wp + yp)) + ((c - 1) * bb / c);
-                long backward = ((c - 1) * ((2 * xp) + (2 * wp) + yp)) + (2 * (c - 1) * bb / c);
-                return (forward, backward);
-            }
+                {
+                    int c = 2;
+                    long xp = (long)n / (c * c) * (inFeatures / c) * e, wp = (long)inFeatures / (c * c) * (outFeatures / c) * e;
+                    long yp = (long)n / (c * c) * (outFeatures / c) * e, bb = (long)outFeatures / c * e;
+                    long forward = ((c - 1) * (xp + wp + yp)) + ((c - 1) * bb / c);
+                    long backward = ((c - 1) * ((2 * xp) + (2 * wp) + yp)) + (2 * (c - 1) * bb / c);
+                    return (forward, backward);
+                }
         }
     }
 
