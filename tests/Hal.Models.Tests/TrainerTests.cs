@@ -196,7 +196,8 @@ public sealed class TrainerTests
         }
     }
 
-    private sealed class RecordingObserver : ITrainingObserver
+    /// <summary>Keeps the trainer's messages; with <paramref name="crashAtStep"/>, throws <see cref="SimulatedCrashException"/> at that step (a process dying mid-run).</summary>
+    internal sealed class RecordingObserver(long crashAtStep = 0) : ITrainingObserver
     {
         public List<string> Messages { get; } = [];
 
@@ -206,6 +207,10 @@ public sealed class TrainerTests
 
         public void OnStep(TrainStep step)
         {
+            if (step.Step == crashAtStep)
+            {
+                throw new SimulatedCrashException();
+            }
         }
 
         public void OnMessage(string message) => Messages.Add(message);
@@ -214,4 +219,6 @@ public sealed class TrainerTests
         {
         }
     }
+
+    internal sealed class SimulatedCrashException() : Exception("simulated crash");
 }

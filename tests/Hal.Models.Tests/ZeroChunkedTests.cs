@@ -12,16 +12,7 @@ namespace Hal.Models.Tests;
 /// </summary>
 public sealed class ZeroChunkedTests
 {
-    private static readonly TrainConfig Job = new()
-    {
-        Model = "gpt-tiny",
-        Steps = 6,
-        Batch = 8,
-        Seq = 16,
-        WarmupSteps = 2,
-        LearningRate = 3e-3,
-        LogEvery = 1,
-    };
+    private static readonly TrainConfig Job = ZeroTests.Job;
 
     // Relative tolerance against plain data parallelism in fp32: the chunked path sums the same gradients in the same
     // order per rank, but the reduce-scatter, the fp32 gradient copy and the norm's summation order differ from the
@@ -115,7 +106,7 @@ public sealed class ZeroChunkedTests
         try
         {
             var plain = TrainerTests.Train(Job, 1);
-            var messages = new MessageObserver();
+            var messages = new TrainerTests.RecordingObserver();
             TrainEnd end;
             using (var device = new CpuBackend().Open(0))
             {
@@ -207,7 +198,7 @@ public sealed class ZeroChunkedTests
             using (var device = new CpuBackend().Open(0))
             {
                 // The process dies in step 5, after the checkpoint of step 4 and before that of step 6.
-                Assert.Throws<SimulatedCrashException>(() => Trainer.Run(job, [device], null, new CrashingObserver(crashAtStep: 5)));
+                Assert.Throws<TrainerTests.SimulatedCrashException>(() => Trainer.Run(job, [device], null, new TrainerTests.RecordingObserver(crashAtStep: 5)));
             }
             string latest = Checkpoints.Checkpoint.Resolve(dir);
             Assert.Equal("step-00000004", Path.GetFileName(latest));
@@ -251,7 +242,7 @@ public sealed class ZeroChunkedTests
     private static TrainEnd TrainWithBudget(TrainConfig config, long budget)
     {
         using var device = new CpuBackend(new CpuBackendOptions { DeviceMemoryBytes = budget }).Open(0);
-        return Trainer.Run(config, [device], null, new NullObserver());
+        return Trainer.Run(config, [device], null, new TrainerTests.RecordingObserver());
     }
 
     private static void AssertCurvesClose(IReadOnlyList<double> expected, IReadOnlyList<double> actual, double relative, string what)
@@ -261,69 +252,6 @@ public sealed class ZeroChunkedTests
         {
             double diff = Math.Abs(expected[i] - actual[i]);
             Assert.True(diff <= relative * Math.Abs(expected[i]), $"{what}: step {i + 1} loss {actual[i]:R} vs {expected[i]:R} (|diff| {diff:E2} > {relative:E0} relative)");
-        }
-    }
-
-    private sealed class MessageObserver : ITrainingObserver
-    {
-        public List<string> Messages { get; } = [];
-
-        public void OnStart(TrainStart start)
-        {
-        }
-
-        public void OnStep(TrainStep step)
-        {
-        }
-
-        public void OnMessage(string message) => Messages.Add(message);
-
-        public void OnEnd(TrainEnd end)
-        {
-        }
-    }
-
-    private sealed class SimulatedCrashException() : Exception("simulated crash");
-
-    private sealed class CrashingObserver(long crashAtStep) : ITrainingObserver
-    {
-        public void OnStart(TrainStart start)
-        {
-        }
-
-        public void OnStep(TrainStep step)
-        {
-            if (step.Step == crashAtStep)
-            {
-                throw new SimulatedCrashException();
-            }
-        }
-
-        public void OnMessage(string message)
-        {
-        }
-
-        public void OnEnd(TrainEnd end)
-        {
-        }
-    }
-
-    private sealed class NullObserver : ITrainingObserver
-    {
-        public void OnStart(TrainStart start)
-        {
-        }
-
-        public void OnStep(TrainStep step)
-        {
-        }
-
-        public void OnMessage(string message)
-        {
-        }
-
-        public void OnEnd(TrainEnd end)
-        {
         }
     }
 }

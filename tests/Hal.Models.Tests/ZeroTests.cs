@@ -11,8 +11,8 @@ namespace Hal.Models.Tests;
 /// </summary>
 public sealed class ZeroTests
 {
-    // The brief's job: gpt-tiny, 6 steps of 8 sequences of 16 tokens.
-    private static readonly TrainConfig Job = new()
+    // gpt-tiny, 6 steps of 8 sequences of 16 tokens (the ZeRO tests' job).
+    internal static readonly TrainConfig Job = new()
     {
         Model = "gpt-tiny",
         Steps = 6,
