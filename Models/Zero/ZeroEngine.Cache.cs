@@ -132,6 +132,15 @@ public sealed partial class ZeroEngine
             Reduce(c);
             EndEvent();
         }
+        else if (c.GradUsers == 0 && c.TileParam >= 0 && _backwardLayer > c.FinalLayer && Options.Offload.Policy != OffloadPolicy.None)
+        {
+            // Under offload, a tied embedding's tile does not wait on the device for its last contribution: the
+            // head's part is reduced into the owners' fp32 shards now and the embedding's part adds to it later.
+            // Twice the reduction of this tile instead of holding (or evicting and restoring) its partial gradient.
+            MeasureNonModel();
+            Reduce(c, final: false);
+            EndEvent();
+        }
     }
 
     private void MaterializeGrad(ZChunk c)

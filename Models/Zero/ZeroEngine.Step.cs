@@ -15,8 +15,9 @@ public sealed partial class ZeroEngine
     /// <summary>
     /// Gradient chunk [Padded] (summed over this rank's micro-batch) → reduce-scatter over the dp ranks → this rank's
     /// shard [Shard] added (or copied, for a step's first micro-batch) into its fp32 gradient slot; then freed.
+    /// A partial reduction (<paramref name="final"/> false) leaves the chunk to be reduced again after its last use.
     /// </summary>
-    private void Reduce(ZChunk c)
+    private void Reduce(ZChunk c, bool final = true)
     {
         // A chunk this rank's batch did not touch still joins the reduction, as if it had been used.
         if (c.UsageState is TensorState.Free or TensorState.Hold)
@@ -50,7 +51,7 @@ public sealed partial class ZeroEngine
         }
         FreeGrad(c);
         c.FirstReduce = false;
-        c.ReducedThisPass = true;
+        c.ReducedThisPass = final;
         MoveUsage(c, c.Param is not null ? TensorState.Hold : TensorState.Free);
     }
 
