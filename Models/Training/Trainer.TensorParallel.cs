@@ -23,6 +23,18 @@ public static partial class Trainer
         return new Optimizer(ops, store, options, null, v => DataParallel.SumScalar(tpGroup, ops, v), weights);
     }
 
+    /// <summary>Parameters one rank holds: its shards (vocabulary padding included) and the replicated tensors; the whole model at tp 1 or when tp cannot split it.</summary>
+    private static long LocalParameterCount(ModelConfig model, int tp)
+    {
+        if (tp <= 1 || TensorParallelLayout.Problem(model, tp) is not null)
+        {
+            return model.ParameterCount;
+        }
+        using var local = new ParameterStore();
+        TensorParallelLayout.DeclareShards(local, model, tp).Dispose();
+        return local.Count;
+    }
+
     /// <summary>--init under tp: every rank reads the whole Hugging Face weights into full temporaries and keeps its shards.</summary>
     private static void LoadShardsOfWeights(string dir, ModelConfig model, ParameterStore store, Ops ops, ICommunicator tpGroup)
     {

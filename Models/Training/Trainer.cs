@@ -95,7 +95,7 @@ public static partial class Trainer
 
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
-        long n = model.ParameterCount;
+        long n = LocalParameterCount(model, config.Tp);
         var computeDType = ComputeDType(config.Precision);
         int computeBytes = computeDType.SizeInBytes();
         // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.

@@ -40,12 +40,13 @@ public sealed class TensorParallelTrainingTests
     /// are averaged over dp and gathered over tp. Returns rank 0's loss (averaged over dp) and full gradients, and
     /// the largest difference between tp ranks of a replicated parameter's gradient.
     /// </summary>
-    private static (double Loss, Dictionary<string, double[]> Grads, double ReplicaSpread) Parallel(ModelConfig config, int dp, int tp, int[] ids, int[] targets)
+    private static (double Loss, Dictionary<string, double[]> Grads, double ReplicaSpread, long AllReduces) Parallel(ModelConfig config, int dp, int tp, int[] ids, int[] targets)
     {
         var backend = new CpuBackend();
         var devices = Enumerable.Range(0, dp * tp).Select(_ => backend.Open(0)).ToArray();
         double loss = double.NaN;
         double spread = 0;
+        long allReduces = 0;
         var grads = new Dictionary<string, double[]>(StringComparer.Ordinal);
         var lockObject = new object();
         try
@@ -63,6 +64,7 @@ public sealed class TensorParallelTrainingTests
                 using var targetsT = ops.FromArray(Array.ConvertAll(targets[mine], v => (double)v), shape, DType.I32);
                 double local = model.Forward(idsT, targetsT);
                 model.Backward();
+                long blockReduces = model.TensorParallel!.AllReduceCount;
                 var store = model.Parameters;
                 mesh.DpGroup.AllReduce(store.Grads, store.Grads, ReduceOp.Mean);
                 using var lossT = ops.FromArray([local], new Shape(1), DType.F64);
@@ -98,6 +100,7 @@ public sealed class TensorParallelTrainingTests
                     if (world.Rank == 0)
                     {
                         loss = ops.ToDoubleArray(lossT)[0];
+                        allReduces = blockReduces;
                         foreach (var (k, v) in mineGrads)
                         {
                             grads[k] = v;
@@ -113,7 +116,7 @@ public sealed class TensorParallelTrainingTests
                 d.Dispose();
             }
         }
-        return (loss, grads, spread);
+        return (loss, grads, spread, allReduces);
     }
 
     private static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
@@ -163,6 +166,66 @@ public sealed class TensorParallelTrainingTests
         // Replicated parameters see the same (all-reduced) inputs and output gradients on every tp rank, so their
         // gradients are bit-identical: nothing needs reducing over tp.
         Assert.True(parallel.ReplicaSpread == 0, $"{what}: replicated gradients differ between tp ranks by {parallel.ReplicaSpread:E3}");
+        // Megatron's count: per block one all-reduce after each row-parallel projection in forward and one per pair
+        // in backward (attention, MLP), plus the LM head's input gradient; the vocabulary-parallel embedding and loss
+        // count their own collectives.
+        Assert.Equal((4L * config.Layers) + 1, parallel.AllReduces);
+    }
+
+    [Theory]
+    [InlineData("gpt-tiny", 2)]
+    [InlineData("llama-tiny", 2)]
+    [InlineData("gpt-tiny", 4)]
+    public void ClippingNormIsTheFullGradientsNorm(string model, int tp)
+    {
+        var job = FiveSteps with { Model = model };
+        var single = GradNorms(job, 1);
+        var parallel = GradNorms(job with { Tp = tp }, tp);
+        Assert.Equal(single.Count, parallel.Count);
+        for (int i = 0; i < single.Count; i++)
+        {
+            // The norm of gradients that agree to 1e-4 relative Frobenius agrees at least as well; counting the
+            // replicated norms tp times instead of once would move it by far more.
+            Assert.True(Math.Abs(parallel[i] - single[i]) <= 1e-4 * single[i], $"{model} tp {tp}: step {i + 1} gradient norm {parallel[i]:R} vs {single[i]:R}");
+        }
+    }
+
+    private static List<double> GradNorms(TrainConfig config, int ranks)
+    {
+        var backend = new CpuBackend();
+        var devices = Enumerable.Range(0, ranks).Select(_ => backend.Open(0)).ToArray();
+        var observer = new NormObserver();
+        try
+        {
+            Trainer.Run(config, devices, null, observer);
+        }
+        finally
+        {
+            foreach (var d in devices)
+            {
+                d.Dispose();
+            }
+        }
+        return observer.Norms;
+    }
+
+    private sealed class NormObserver : ITrainingObserver
+    {
+        public List<double> Norms { get; } = [];
+
+        public void OnStart(TrainStart start)
+        {
+        }
+
+        public void OnStep(TrainStep step) => Norms.Add(step.GradNorm);
+
+        public void OnMessage(string message)
+        {
+        }
+
+        public void OnEnd(TrainEnd end)
+        {
+        }
     }
 
     // Five AdamW steps of the trainer (warm-up 2, clipping at 1 on): the loss curve of every layout.
