@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using Hal.Backends.Cpu;
 using Hal.Collectives.InProcess;
 using Hal.Models.Training;
@@ -13,7 +14,7 @@ namespace Hal.Models.Tests;
 /// single-device loss and, gathered, the single-device gradients; the trainer's loss curves agree; checkpoints move
 /// between layouts; impossible splits are refused.
 /// </summary>
-public sealed class TensorParallelTrainingTests
+public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
 {
     private const int Batch = 4, Time = 8, Vocab = 37;
     private const ulong Seed = 2024;
@@ -151,6 +152,7 @@ public sealed class TensorParallelTrainingTests
         // fp32: the per-rank partial sums (heads, hidden units, vocabulary columns) are added in another order than
         // one GEMM's; the loss moves by a few ulps of its ~3.6, far below 1e-5 relative.
         Assert.True(Math.Abs(parallel.Loss - single.Loss) <= 1e-5 * Math.Abs(single.Loss), $"{what}: loss {parallel.Loss:R} vs {single.Loss:R}");
+        double worstGradient = 0;
         foreach (var (param, expected) in single.Grads)
         {
             var actual = parallel.Grads[param];
@@ -160,11 +162,13 @@ public sealed class TensorParallelTrainingTests
                 diff += (actual[i] - expected[i]) * (actual[i] - expected[i]);
                 norm += expected[i] * expected[i];
             }
+            worstGradient = Math.Max(worstGradient, Math.Sqrt(diff) / Math.Sqrt(norm));
             // 1e-4 relative Frobenius: the bound for fp32 gradients through reordered sums.
             Assert.True(Math.Sqrt(diff) <= 1e-4 * Math.Sqrt(norm), $"{what}: gradient of {param} differs by {Math.Sqrt(diff):E3} (norm {Math.Sqrt(norm):E3})");
         }
         // Replicated parameters see the same (all-reduced) inputs and output gradients on every tp rank, so their
         // gradients are bit-identical: nothing needs reducing over tp.
+        output.WriteLine($"{what}: loss relative difference {Math.Abs(parallel.Loss - single.Loss) / single.Loss:E2}, worst gradient relative Frobenius {worstGradient:E2}");
         Assert.True(parallel.ReplicaSpread == 0, $"{what}: replicated gradients differ between tp ranks by {parallel.ReplicaSpread:E3}");
         // Megatron's count: per block one all-reduce after each row-parallel projection in forward and one per pair
         // in backward (attention, MLP), plus the LM head's input gradient; the vocabulary-parallel embedding and loss
@@ -253,6 +257,7 @@ public sealed class TensorParallelTrainingTests
         var parallel = TrainerTests.Train(job with { Dp = dp, Tp = tp }, dp * tp);
         // fp32 reordered sums in the split GEMMs and the vocabulary-parallel softmax; the clipping norm is the full
         // gradient's (replicated parameters counted once), else the curves would part at the first clipped step.
+        output.WriteLine($"{model} dp {dp} tp {tp}: worst loss relative difference over 5 steps {WorstRelative(single.Losses, parallel.Losses):E2}");
         AssertCurvesClose(single.Losses, parallel.Losses, 1e-5, $"{model} dp {dp} tp {tp}");
     }
 
@@ -270,6 +275,7 @@ public sealed class TensorParallelTrainingTests
             var resumed = TrainerTests.Train(job with { ResumeDir = Path.Combine(dir, "step-00000002"), Tp = resumeTp }, resumeTp);
             // The checkpoint holds full tensors (gathered shards, moments included) whatever the layout, so the resumed
             // run continues the uninterrupted one up to the reordered sums of tensor parallelism.
+            output.WriteLine($"tp {writeTp} -> tp {resumeTp}: worst loss relative difference {WorstRelative(whole.Losses, resumed.Losses):E2}");
             AssertCurvesClose(whole.Losses, resumed.Losses, 1e-5, $"written at tp {writeTp}, resumed at tp {resumeTp}");
         }
         finally
@@ -315,6 +321,9 @@ public sealed class TensorParallelTrainingTests
             FiveSteps with { Tp = 2, Zero = zero, Offload = Zero.OffloadSpec.Parse(offload) }, 2));
         Assert.Contains("do not run together yet", e.Message, StringComparison.Ordinal);
     }
+
+    private static double WorstRelative(IReadOnlyList<double> expected, IReadOnlyList<double> actual) =>
+        expected.Zip(actual, (e, a) => Math.Abs(a - e) / Math.Abs(e)).Max();
 
     private static void AssertCurvesClose(IReadOnlyList<double> expected, IReadOnlyList<double> actual, double relative, string what)
     {
