@@ -310,6 +310,28 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void InitFromAHuggingFaceDirectoryUnderTpStartsFromItsWeights()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "hal-tp-init-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            TrainerTests.Train(FiveSteps with { Steps = 2, OutDir = dir }, 1);
+            string stepDir = Path.Combine(dir, "step-00000002");
+            var single = TrainerTests.Train(FiveSteps with { Model = "gpt-tiny", InitDir = stepDir, Steps = 2 }, 1);
+            var parallel = TrainerTests.Train(FiveSteps with { Model = "gpt-tiny", InitDir = stepDir, Steps = 2, Tp = 2 }, 2);
+            // Every rank reads the whole tensors and keeps its shards: the same weights, so the same curve (fp32 bound).
+            AssertCurvesClose(single.Losses, parallel.Losses, 1e-5, "--init at tp 2");
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
+    [Fact]
     public void HeadsNotDivisibleByTpAreRefusedBeforeAnyWork()
     {
         // gpt-tiny has 4 heads: 3 ranks cannot each hold whole heads.
