@@ -25,6 +25,7 @@ internal static class TrainCommand
         var init = new Option<string?>("--init") { Description = "Start from a Hugging Face directory (config.json + model.safetensors) instead of --model.", HelpName = "DIR" };
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
+        var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
         var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
         var offload = new Option<OffloadSpec?>("--offload")
         {
@@ -82,7 +83,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, tp, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -95,6 +96,7 @@ internal static class TrainCommand
                     InitDir = parse.GetValue(init),
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
+                    Tp = parse.GetValue(tp) ?? d.Tp,
                     Zero = parse.GetValue(zero) ?? d.Zero,
                     Offload = parse.GetValue(offload) ?? OffloadSpec.None,
                     NvmeDir = parse.GetValue(nvmeDir),
@@ -178,7 +180,8 @@ internal static class TrainCommand
             worldSize = RankDevices.RequireMpiWorld("hal train under mpirun", null);
             if (!args.DpGiven)
             {
-                args = args with { Config = args.Config with { Dp = worldSize.Value } };
+                // Under tp the world is dp × tp ranks: the replicas are what is left after the tp groups.
+                args = args with { Config = args.Config with { Dp = args.Config.Tp >= 1 && worldSize.Value % args.Config.Tp == 0 ? worldSize.Value / args.Config.Tp : worldSize.Value } };
             }
         }
         args.Validate(worldSize);
@@ -191,7 +194,7 @@ internal static class TrainCommand
         }
         if (worldSize is null)
         {
-            var devices = RankDevices.Open(session, b.Name, args.Config.Dp);
+            var devices = RankDevices.Open(session, b.Name, args.Config.Dp * args.Config.Tp);
             try
             {
                 using var observers = Observers.Create(args, stdout, ConsoleProgressObserver.StdoutIsTerminal(stdout));

@@ -52,6 +52,7 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteNumber("parameters", start.Parameters);
             w.WriteString("backend", start.Backend);
             w.WriteNumber("dp", start.Dp);
+            w.WriteNumber("tp", start.Tp);
             WriteNumber(w, "corpusEntropy", start.CorpusEntropy);
             w.WriteString("precision", start.Precision);
             w.WriteString("optimizer", start.Optimizer);

@@ -82,6 +82,15 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--dp {c.Dp}: must be at least 1 (the number of data-parallel ranks)");
         }
+        if (c.Tp < 1)
+        {
+            throw new UsageException($"--tp {c.Tp}: must be at least 1 (the number of tensor-parallel ranks per replica)");
+        }
+        if (c.Tp > 1 && (c.Zero >= 1 || c.Offload.Policy != OffloadPolicy.None))
+        {
+            string what = c.Zero >= 1 ? $"--zero {c.Zero}" : "--offload";
+            throw new UsageException($"--tp {c.Tp} and {what} do not run together yet: use --zero 0 without --offload with tensor parallelism, or --tp 1");
+        }
         if (c.Zero is < 0 or > 3)
         {
             throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off), 1 (optimizer states sharded over the dp ranks), 2 (and gradients) or 3 (and parameters)");
@@ -94,9 +103,11 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--nvme-dir {nvme}: no such directory; create it first (a local disk, ideally NVMe)");
         }
-        if (worldSize is { } world && c.Dp != world)
+        if (worldSize is { } world && (long)c.Dp * c.Tp != world)
         {
-            throw new UsageException($"--dp {c.Dp} differs from the {world} processes mpirun started; under mpirun omit --dp or give -np's value");
+            throw new UsageException(c.Tp == 1
+                ? $"--dp {c.Dp} differs from the {world} processes mpirun started; under mpirun omit --dp or give -np's value"
+                : $"--dp {c.Dp} × --tp {c.Tp} = {(long)c.Dp * c.Tp} differs from the {world} processes mpirun started; give a dp and tp whose product is {world}");
         }
         if (c.GradAccum < 1)
         {

@@ -10,12 +10,19 @@ public sealed class Block
 {
     private readonly Workspace _ws;
     private readonly string _norm1Key, _norm2Key, _midKey;
+    private readonly TensorParallelContext? _tensorParallel;
     private Tensor? _norm1Out, _norm2Out;
 
-    /// <summary>A block of the given parts; <paramref name="scope"/> names its saved buffers.</summary>
-    public Block(Workspace ws, INorm norm1, CausalSelfAttention attention, INorm norm2, IFeedForward feedForward, string scope)
+    /// <summary>
+    /// A block of the given parts; <paramref name="scope"/> names its saved buffers. With
+    /// <paramref name="tensorParallel"/> the attention and feed-forward are Megatron pairs (column-parallel input
+    /// projections, row-parallel output projections): their input gradient is a per-rank partial sum, completed by one
+    /// all-reduce each in backward before it reaches the replicated norm.
+    /// </summary>
+    public Block(Workspace ws, INorm norm1, CausalSelfAttention attention, INorm norm2, IFeedForward feedForward, string scope, TensorParallelContext? tensorParallel = null)
     {
         _ws = ws;
+        _tensorParallel = tensorParallel;
         Norm1 = norm1;
         Attention = attention;
         Norm2 = norm2;
@@ -73,8 +80,10 @@ public sealed class Block
         var d2 = dResidual.Reshape(n, c);
         var dNormOut = _ws.Get("d.block.norm", new Shape(n, c), dResidual.DType);
         FeedForward.Backward(d2, dNormOut, accumulate: false);
+        _tensorParallel?.AllReduce(dNormOut);
         Norm2.Backward(dNormOut, d2, accumulate: true);
         Attention.Backward(dResidual, dNormOut.Reshape(b, t, c), accumulate: false);
+        _tensorParallel?.AllReduce(dNormOut);
         Norm1.Backward(dNormOut, d2, accumulate: true);
     }
 }

@@ -1,3 +1,5 @@
+using Hal.Parallel.TensorParallel;
+
 namespace Hal.Models.Nn;
 
 /// <summary>
@@ -11,12 +13,18 @@ public sealed class Embedding
     private readonly ParameterStore _store;
     private readonly string _tokenName;
     private readonly string? _positionName;
+    private readonly VocabParallelEmbedding? _vocabParallel;
     private Tensor? _ids;
 
-    /// <summary>An embedding over the token table [V, C] and, when named, the position table [T, C].</summary>
-    public Embedding(Workspace ws, ParameterStore store, string tokenName, string? positionName)
+    /// <summary>
+    /// An embedding over the token table [V, C] and, when named, the position table [T, C]. With
+    /// <paramref name="vocabParallel"/> the token table is this rank's vocabulary rows [Vl, C] and the lookup is
+    /// summed over the tensor-parallel ranks (the position table stays whole).
+    /// </summary>
+    public Embedding(Workspace ws, ParameterStore store, string tokenName, string? positionName, VocabParallelEmbedding? vocabParallel = null)
     {
         _ws = ws;
+        _vocabParallel = vocabParallel;
         _store = store;
         _tokenName = tokenName;
         _positionName = positionName;
@@ -28,7 +36,14 @@ public sealed class Embedding
         ArgumentNullException.ThrowIfNull(ids);
         var ops = _ws.Ops;
         _ids = ids;
-        ops.Embedding(_store.Param(_tokenName), ids, x);
+        if (_vocabParallel is not null)
+        {
+            _vocabParallel.Forward(_store.Param(_tokenName), ids, x);
+        }
+        else
+        {
+            ops.Embedding(_store.Param(_tokenName), ids, x);
+        }
         if (_positionName is not null)
         {
             int time = ids.Shape[1];
@@ -45,7 +60,14 @@ public sealed class Embedding
         var ops = _ws.Ops;
         int batch = ids.Shape[0], time = ids.Shape[1], rows = batch * time;
         var dx2 = dx.Reshape(rows, dx.Shape[-1]);
-        ops.IndexAdd(dx2, 0, ids.Reshape(rows), _store.Grad(_tokenName));
+        if (_vocabParallel is not null)
+        {
+            _vocabParallel.Backward(ids, dx2, _store.Grad(_tokenName));
+        }
+        else
+        {
+            ops.IndexAdd(dx2, 0, ids.Reshape(rows), _store.Grad(_tokenName));
+        }
         if (_positionName is not null)
         {
             ops.IndexAdd(dx2, 0, _ws.Positions(batch, time), _store.Grad(_positionName));

@@ -101,11 +101,38 @@ public sealed class Linear
     private Tensor? BiasGrad => _biasOffset is not { } o ? null
         : _store.Backing is not null ? _store.GradRange(o, new Shape(OutFeatures)) : _biasGrad ??= _store.GradRange(o, new Shape(OutFeatures));
 
-    /// <summary>y [N, Out] = x [N, In]·W + b + beta·y (beta = 1 adds the result into y, e.g. into a residual).</summary>
+    /// <summary>
+    /// When set, this layer is the row-parallel half of a Megatron pair: the weight holds this rank's input rows, x is
+    /// this rank's slice of the input features, and the forward sums the partial products over the group (one
+    /// all-reduce) before adding the bias once. Backward needs no communication (dy is the same on every rank).
+    /// </summary>
+    public TensorParallelContext? RowParallel { get; init; }
+
+    /// <summary>y [N, Out] = x [N, In]·W + b + beta·y (beta = 1 adds the result into y, e.g. into a residual). Row-parallel: collective, beta 0 or 1.</summary>
     public void Forward(Ops ops, Tensor x, Tensor y, double beta = 0)
     {
         ArgumentNullException.ThrowIfNull(ops);
-        ops.Gemm(x, Weight, y, transB: Layout == LinearLayout.OutIn, beta: beta, bias: Bias);
+        if (RowParallel is not { } tp)
+        {
+            ops.Gemm(x, Weight, y, transB: Layout == LinearLayout.OutIn, beta: beta, bias: Bias);
+            return;
+        }
+        if (beta != 0 && beta != 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(beta), beta, "a row-parallel linear overwrites (beta 0) or adds into (beta 1) its output");
+        }
+        // The partial product must be summed before it meets y or the bias: either would otherwise count p times.
+        var partial = beta == 0 ? y : tp.Workspace.Get("tp.row.partial", y.Shape, y.DType);
+        ops.Gemm(x, Weight, partial, transB: Layout == LinearLayout.OutIn);
+        tp.AllReduce(partial);
+        if (beta != 0)
+        {
+            ops.Binary(BinaryOp.Add, y, partial, y);
+        }
+        if (Bias is { } b)
+        {
+            ops.Binary(BinaryOp.Add, y, b, y);
+        }
     }
 
     /// <summary>

@@ -1,15 +1,22 @@
+using Hal.Parallel.TensorParallel;
+
 namespace Hal.Models.Nn;
 
 /// <summary>
 /// The language-model head with fused softmax cross-entropy: logits [N, V] = x·Wᵀ with W [V, C] (GPT-2 ties W to
 /// wte; LLaMA has lm_head.weight unless tied), then per-row losses and lse [N] (F32). Saved: x (by reference), the
 /// logits and lse. Backward of the mean loss scaled by lossScale adds dW into the store and writes dx.
-/// Legend: N = B·T rows, C channels, V vocabulary.
+/// With vocabulary parallelism W is this rank's rows [Vl, C], the logits are its columns [N, Vl] and never gathered:
+/// a vocabulary-parallel cross-entropy reduces the row statistics over the ranks, and dx (a partial sum over the
+/// vocabulary) is completed by one all-reduce in backward.
+/// Legend: N = B·T rows, C channels, V vocabulary, Vl = ⌈V/p⌉ rows of a rank over p tensor-parallel ranks.
 /// </summary>
 public sealed class LmHead
 {
     private readonly Workspace _ws;
     private readonly Linear _projection;
+    private readonly VocabParallelCrossEntropy? _vocabLoss;
+    private readonly TensorParallelContext? _tensorParallel;
     private Tensor? _x, _targets, _logits, _lse;
 
     /// <summary>A head over the named [V, C] weight.</summary>
@@ -17,6 +24,16 @@ public sealed class LmHead
     {
         _ws = ws;
         _projection = new Linear(store, weightName, null, LinearLayout.OutIn);
+    }
+
+    /// <summary>A vocabulary-parallel head over this rank's rows [Vl, C] of the named weight.</summary>
+    public LmHead(Workspace ws, ParameterStore store, string weightName, VocabParallelCrossEntropy vocabLoss, TensorParallelContext tensorParallel)
+        : this(ws, store, weightName)
+    {
+        ArgumentNullException.ThrowIfNull(vocabLoss);
+        ArgumentNullException.ThrowIfNull(tensorParallel);
+        _vocabLoss = vocabLoss;
+        _tensorParallel = tensorParallel;
     }
 
     /// <summary>logits [N, V] = x [N, C]·Wᵀ into <paramref name="logits"/>.</summary>
@@ -31,6 +48,11 @@ public sealed class LmHead
         _x = x;
         _targets = targets;
         _logits = _ws.Get("head.logits", new Shape(n, _projection.OutFeatures), x.DType, saved: true);
+        if (_vocabLoss is not null)
+        {
+            _projection.Forward(_ws.Ops, x, _logits);
+            return _vocabLoss.Forward(_logits, targets);
+        }
         _lse = _ws.Get("head.lse", new Shape(n), DType.F32, saved: true);
         var losses = _ws.Get("head.losses", new Shape(n), DType.F32);
         _projection.Forward(_ws.Ops, x, _logits);
@@ -77,6 +99,14 @@ public sealed class LmHead
         var x = _x ?? throw new InvalidOperationException("lm head: backward before forward");
         var ops = _ws.Ops;
         int n = x.Shape[0];
+        if (_vocabLoss is not null)
+        {
+            var dLocal = _ws.Get("d.head.logits", _logits!.Shape, _logits.DType);
+            _vocabLoss.Backward(lossScale, dLocal);
+            _projection.Backward(_ws, x, dLocal, dx);
+            _tensorParallel!.AllReduce(dx);
+            return;
+        }
         var dLosses = _ws.Get("d.head.losses", new Shape(n), DType.F32);
         ops.Fill(dLosses, lossScale / n);
         var dLogits = _ws.Get("d.head.logits", _logits!.Shape, _logits.DType);

@@ -44,6 +44,8 @@ public sealed class Optimizer : IDisposable
     private readonly List<(string Name, Tensor Tensor)> _stateTensors = [];
     private readonly List<Slot> _perParameter = [];
     private readonly List<Slot> _decayRuns = [];
+    private readonly IReadOnlyList<double>? _normWeights;
+    private readonly List<(Tensor Grad, double Weight)> _normRuns = [];
     private double _lossScale;
     private long _cleanSteps;
     private bool _disposed;
@@ -83,6 +85,18 @@ public sealed class Optimizer : IDisposable
     {
     }
 
+    /// <summary>
+    /// As the sharded constructor, with a weight per parameter (indexed like <see cref="ParameterStore.Infos"/>) on its
+    /// squares in the sum of squares handed to <paramref name="sumAcrossRanks"/>: under tensor parallelism a parameter
+    /// split over the ranks has weight 1 (the shards' sums add up to the full tensor's) and a parameter replicated on
+    /// p ranks has weight 1/p, so the all-reduced sum is that of the full gradient, counted once.
+    /// </summary>
+    /// <exception cref="ArgumentException">as the sharded constructor, or not one weight per parameter.</exception>
+    public Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, ZeroShard? shard, Func<double, double>? sumAcrossRanks, IReadOnlyList<double> normWeights)
+        : this(ops, store, options, shard, sumAcrossRanks, DefaultNormChunkElements, normWeights)
+    {
+    }
+
     /// <summary>As the public constructor, with the number of elements the norm squares and sums per reduction call.</summary>
     internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, int normChunkElements)
         : this(ops, store, options, null, null, normChunkElements)
@@ -90,7 +104,8 @@ public sealed class Optimizer : IDisposable
     }
 
     /// <summary>As the sharded constructor, with the number of elements the norm squares and sums per reduction call.</summary>
-    internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, ZeroShard? shard, Func<double, double>? sumAcrossRanks, int normChunkElements)
+    internal Optimizer(Ops ops, ParameterStore store, OptimizerOptions options, ZeroShard? shard, Func<double, double>? sumAcrossRanks, int normChunkElements,
+        IReadOnlyList<double>? normWeights = null)
     {
         ArgumentNullException.ThrowIfNull(ops);
         ArgumentNullException.ThrowIfNull(store);
@@ -129,8 +144,13 @@ public sealed class Optimizer : IDisposable
                 throw new ArgumentException($"shard {shard} does not match the store's parameters", nameof(shard));
             }
         }
+        if (normWeights is not null && normWeights.Count != store.Infos.Count)
+        {
+            throw new ArgumentException($"{normWeights.Count} norm weights for {store.Infos.Count} parameters; give one per parameter", nameof(normWeights));
+        }
         _shard = shard;
         _sumAcrossRanks = sumAcrossRanks;
+        _normWeights = normWeights;
         _start = shard?.Start ?? 0;
         _length = shard?.ElementCount ?? store.Count;
 
@@ -331,7 +351,7 @@ public sealed class Optimizer : IDisposable
 
         // A NaN or ±Inf anywhere makes the sum of squares non-finite: the finite check costs no extra pass. Summed over
         // ranks when sharded, so every rank clips by the same factor and skips the same steps.
-        double sumOfSquares = _length > 0 ? SumOfSquares(grads) : 0;
+        double sumOfSquares = _length > 0 ? WeightedSumOfSquares(grads) : 0;
         if (_sumAcrossRanks is not null)
         {
             sumOfSquares = _sumAcrossRanks(sumOfSquares);
@@ -475,12 +495,27 @@ public sealed class Optimizer : IDisposable
     private AdamWConfig AdamConfig(double learningRate, bool decay) =>
         new(learningRate, Options.Beta1, Options.Beta2, Options.Eps, decay ? Options.WeightDecay : 0);
 
-    /// <summary>Σ g² over the slab: square a chunk into scratch, reduce it into one partial sum, then sum the partials.</summary>
+    /// <summary>Σ g² over the owned gradients, or Σ over runs of parameters of weight·Σ g² when weights were given.</summary>
+    private double WeightedSumOfSquares(Tensor grads)
+    {
+        if (_normWeights is null)
+        {
+            return SumOfSquares(grads);
+        }
+        double sum = 0;
+        foreach (var (grad, weight) in _normRuns)
+        {
+            sum += weight * SumOfSquares(grad);
+        }
+        return sum;
+    }
+
+    /// <summary>Σ g² over a view of at most the owned length: square a chunk into scratch, reduce it into one partial sum, then sum the partials.</summary>
     private double SumOfSquares(Tensor grads)
     {
         long count = grads.ElementCount;
         int chunk = (int)_squares.ElementCount;
-        int chunks = (int)_partialSums.ElementCount;
+        int chunks = checked((int)((count + chunk - 1) / chunk));
         for (int i = 0; i < chunks; i++)
         {
             long start = (long)i * chunk;
@@ -495,7 +530,7 @@ public sealed class Optimizer : IDisposable
             return _ops.ToDoubleArray(_partialSums)[0];
         }
         using var total = _ops.Empty(new Shape(1, 1), _workDType);
-        _ops.Reduce(ReduceOp.Sum, _partialSums, 1, total);
+        _ops.Reduce(ReduceOp.Sum, _partialSums.View(0, new Shape(1, chunks)), 1, total);
         return _ops.ToDoubleArray(total)[0];
     }
 
@@ -535,6 +570,21 @@ public sealed class Optimizer : IDisposable
 
         // Parameters are contiguous in declaration order, so neighbours with the same Decay form one flat run.
         int begin = 0;
+        if (_normWeights is not null)
+        {
+            int first = _shard?.FirstParameter ?? 0;
+            for (int i = 1; i <= infos.Count; i++)
+            {
+                if (i == infos.Count || _normWeights[first + i] != _normWeights[first + begin])
+                {
+                    long offset = infos[begin].Offset;
+                    long end = i == infos.Count ? _length : infos[i].Offset;
+                    _normRuns.Add((g.View(offset, new Shape(checked((int)(end - offset)))), _normWeights[first + begin]));
+                    begin = i;
+                }
+            }
+            begin = 0;
+        }
         for (int i = 1; i <= infos.Count; i++)
         {
             if (i == infos.Count || infos[i].Decay != infos[begin].Decay)

@@ -1,7 +1,11 @@
 namespace Hal.Models.Training;
 
 /// <summary>What is known when training starts (the <c>start</c> line of <c>--json-log</c>); CorpusEntropy is the synthetic corpus's entropy rate in nats/token, null for real text.</summary>
-public sealed record TrainStart(string Model, long Parameters, string Backend, int Dp, double? CorpusEntropy, int Steps, int Batch, int Seq, string Data, string Precision, string Optimizer, long StartStep);
+public sealed record TrainStart(string Model, long Parameters, string Backend, int Dp, double? CorpusEntropy, int Steps, int Batch, int Seq, string Data, string Precision, string Optimizer, long StartStep)
+{
+    /// <summary>Tensor-parallel ranks per data-parallel replica (the job runs on Dp·Tp ranks).</summary>
+    public int Tp { get; init; } = 1;
+}
 
 /// <summary>One optimizer step (a line of <c>--json-log</c>); Skipped: a gradient was Inf/NaN and dynamic loss scaling skipped the update.</summary>
 public sealed record TrainStep(long Step, double Loss, double Lr, double TokensPerSec, double GradNorm, bool Skipped, double LossScale);

@@ -59,6 +59,12 @@ public sealed record TrainConfig
     /// <summary>Data-parallel ranks.</summary>
     public int Dp { get; init; } = 1;
 
+    /// <summary>
+    /// Tensor-parallel ranks per data-parallel replica (1-D, Megatron): attention heads, MLP hidden units and the
+    /// vocabulary are split over them; the job runs on Dp·Tp ranks.
+    /// </summary>
+    public int Tp { get; init; } = 1;
+
     public Precision Precision { get; init; } = Precision.Fp32;
 
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.AdamW;

@@ -6,6 +6,7 @@ using Hal.Models.Optim;
 using Hal.Models.Transformer;
 using Hal.Models.Zero;
 using Hal.Parallel;
+using Hal.Parallel.Mesh;
 
 namespace Hal.Models.Training;
 
@@ -17,7 +18,7 @@ namespace Hal.Models.Training;
 /// update, log, checkpoint. The same job runs on one device or on dp ranks (threads in this process, or one
 /// process per rank under mpirun) and gives the same loss: each rank takes its slice of the same global batch.
 /// </summary>
-public static class Trainer
+public static partial class Trainer
 {
     /// <summary>Runs a training job.</summary>
     /// <param name="config">what to train.</param>
@@ -31,7 +32,7 @@ public static class Trainer
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(devices);
         ArgumentNullException.ThrowIfNull(observer);
-        int dp = world?.Size ?? devices.Count;
+        int ranks = world?.Size ?? devices.Count;
         if (devices.Count == 0)
         {
             throw new TrainConfigException("no device to train on");
@@ -40,10 +41,7 @@ public static class Trainer
         {
             throw new TrainConfigException($"a rank of a {world.Size}-process world trains on one device, not {devices.Count}");
         }
-        if (config.Dp != dp)
-        {
-            throw new TrainConfigException($"--dp {config.Dp} but {dp} rank(s) are running; give --dp {dp}");
-        }
+        CheckRanks(config, ranks);
         using var dataset = TokenDatasets.Open(config.Data, config.Seed);
         var job = Plan(config, dataset, devices[0]);
         TrainEnd? end = null;
@@ -51,7 +49,7 @@ public static class Trainer
         {
             end = RunRank(job, devices[0], world, observer, cancellationToken);
         }
-        else if (dp == 1)
+        else if (ranks == 1)
         {
             end = RunRank(job, devices[0], null, observer, cancellationToken);
         }
@@ -69,6 +67,23 @@ public static class Trainer
         return end ?? throw new InvalidOperationException("rank 0 produced no result");
     }
 
+    /// <summary>dp·tp must be the number of ranks running, tp at least 1.</summary>
+    private static void CheckRanks(TrainConfig config, int ranks)
+    {
+        if (config.Tp < 1)
+        {
+            throw new TrainConfigException($"--tp {config.Tp}: the number of tensor-parallel ranks must be at least 1");
+        }
+        if (config.Tp == 1 && config.Dp != ranks)
+        {
+            throw new TrainConfigException($"--dp {config.Dp} but {ranks} rank(s) are running; give --dp {ranks}");
+        }
+        if ((long)config.Dp * config.Tp != ranks)
+        {
+            throw new TrainConfigException($"--dp {config.Dp} × --tp {config.Tp} = {(long)config.Dp * config.Tp} ranks, but {ranks} are running; give a dp and tp whose product is {ranks}");
+        }
+    }
+
     /// <summary>Bytes per rank the configuration needs (model states exactly, activations estimated).</summary>
     /// <exception cref="TrainConfigException">an unknown model name.</exception>
     public static ModelFootprint Estimate(TrainConfig config, int vocabSize)
@@ -80,7 +95,7 @@ public static class Trainer
 
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
-        long n = model.ParameterCount;
+        long n = LocalParameterCount(model, config.Tp);
         var computeDType = ComputeDType(config.Precision);
         int computeBytes = computeDType.SizeInBytes();
         // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.
@@ -137,6 +152,7 @@ public static class Trainer
         {
             throw new TrainConfigException(e.Message);
         }
+        CheckTensorParallel(config, model);
         if (dataset.VocabSize > model.VocabSize)
         {
             throw new TrainConfigException($"the data's vocabulary ({dataset.VocabSize}) is larger than model '{model.Name}''s ({model.VocabSize}); pick a model with a vocabulary of at least {dataset.VocabSize}");
@@ -161,6 +177,33 @@ public static class Trainer
         }
         int rows = config.Batch / config.Dp;
         return new Job(config, model, dataset, resume, rows, rows / config.GradAccum);
+    }
+
+    /// <summary>What tensor parallelism cannot split or does not combine with yet, refused before any work.</summary>
+    private static void CheckTensorParallel(TrainConfig config, ModelConfig model)
+    {
+        if (TensorParallelLayout.Problem(model, config.Tp) is { } problem)
+        {
+            throw new TrainConfigException(problem);
+        }
+        if (config.Tp == 1)
+        {
+            return;
+        }
+        if (config.UsesChunks)
+        {
+            string what = config.Zero >= 2 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
+            throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 and no --offload");
+        }
+        if (config.Zero == 1)
+        {
+            throw new TrainConfigException($"--tp {config.Tp} and --zero 1 do not run together yet; use --zero 0 with tensor parallelism");
+        }
+        if (config.Optimizer is OptimizerKind.Lamb or OptimizerKind.Lars)
+        {
+            // Their trust ratios are norms of whole tensors, which a tp rank holds only a shard of.
+            throw new TrainConfigException($"--tp {config.Tp} and --optimizer {config.Optimizer.ToString().ToLowerInvariant()} do not run together yet (per-tensor trust ratios need whole-tensor norms); use adamw or sgd");
+        }
     }
 
     /// <summary>What the chunked path (ZeRO 2/3, offload) does not do yet, refused before any work.</summary>
@@ -210,8 +253,14 @@ public static class Trainer
     {
         var config = job.Config;
         var ops = new Ops(device);
-        int rank = comm?.Rank ?? 0;
-        int dp = comm?.Size ?? 1;
+        // The world's rank 0 reports and writes checkpoints; data rows go by the dp coordinate.
+        int worldRank = comm?.Rank ?? 0;
+        using var mesh = comm is not null && config.Tp > 1 ? new DeviceMesh(comm, config.Dp, config.Tp, 1, 1) : null;
+        // The data-parallel ranks that average gradients: the world without tp, the dp group (when more than one) with it.
+        var dpComm = mesh is null ? comm : mesh.Dp > 1 ? mesh.DpGroup : null;
+        var tpComm = mesh?.TpGroup;
+        int rank = mesh?.DpRank ?? worldRank;
+        int dp = config.Dp;
         var computeDType = ComputeDType(config.Precision);
         var optimizerOptions = new OptimizerOptions
         {
@@ -240,18 +289,28 @@ public static class Trainer
             ComputeDType = computeDType,
             CheckpointActivations = config.CheckpointActivations,
             Backing = backing,
+            TensorParallel = tpComm,
         });
         using var engineScope = engine;
         var store = model.Parameters;
         model.Initialize(config.Seed);
         if (config.InitDir is { } initDir && job.ResumeDir is null)
         {
-            HuggingFace.LoadWeights(initDir, store, ops);
+            if (tpComm is null)
+            {
+                HuggingFace.LoadWeights(initDir, store, ops);
+            }
+            else
+            {
+                LoadShardsOfWeights(initDir, job.Model, store, ops, tpComm);
+            }
         }
         // ZeRO-1 with one rank is plain training: the partition exists only when there is something to split.
         var partition = config.Zero == 1 && engine is null && comm is not null && dp > 1 ? new ZeroPartition(store, dp) : null;
         Func<double, double>? sumAcrossRanks = partition is not null ? v => DataParallel.SumScalar(comm!, ops, v) : null;
-        using var optimizer = engine is null ? new Optimizer(ops, store, optimizerOptions, partition?.Shard(rank), sumAcrossRanks) : null;
+        using var optimizer = engine is not null ? null
+            : tpComm is not null ? TensorParallelOptimizer(ops, job.Model, store, optimizerOptions, tpComm)
+            : new Optimizer(ops, store, optimizerOptions, partition?.Shard(rank), sumAcrossRanks);
         optimizer?.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
@@ -281,6 +340,13 @@ public static class Trainer
                     ops.Cast(master, store.Params);
                 }
             }
+            else if (tpComm is not null)
+            {
+                // The checkpoint holds full tensors: load them whole, keep this rank's shards.
+                using var full = new TensorParallelFullState(ops, job.Model, store, optimizer!);
+                state = Checkpoint.Load(resumeDir, job.Model, full.ModelTensors, full.OptimizerTensors, ops);
+                full.Scatter(tpComm.Rank, tpComm.Size);
+            }
             else
             {
                 state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer!.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
@@ -295,18 +361,19 @@ public static class Trainer
                 // The checkpoint holds the fp32 master weights; the 16-bit parameters are their rounding.
                 optimizer?.SyncParamsFromMaster();
             }
-            if (rank == 0)
+            if (worldRank == 0)
             {
                 observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
             }
         }
-        if (comm is not null && computeDType == DType.F32 && engine is null)
+        if (dpComm is not null && computeDType == DType.F32 && engine is null)
         {
             // Every rank built the same weights from the same seed and files; the broadcast makes it a guarantee.
             // (16-bit runs keep fp32 masters that are equal by the same construction and are not re-derived.)
-            DataParallel.BroadcastParameters(comm, store.Params);
+            // Under tp the replicas of one shard are the dp group: shards differ between tp ranks.
+            DataParallel.BroadcastParameters(dpComm, store.Params);
         }
-        using var bucketer = comm is not null && engine is null ? new GradientBucketer(comm, store.Grads) : null;
+        using var bucketer = dpComm is not null && engine is null ? new GradientBucketer(dpComm, store.Grads) : null;
         if (engine is not null && rank == 0)
         {
             var z = engine.Stats;
@@ -322,11 +389,11 @@ public static class Trainer
                 observer.OnMessage($"ZeRO-1: optimizer state {Mib(held)} per rank at most ({Mib(whole)} unsharded) over {dp} ranks");
             }
         }
-        if (rank == 0)
+        if (worldRank == 0)
         {
             observer.OnStart(new TrainStart(job.Model.Name, job.Model.ParameterCount, device.Id.ToString(), dp, job.Dataset.EntropyRateNats,
                 config.Steps, config.Batch, config.Seq, job.Dataset.Description, config.Precision.ToString().ToLowerInvariant(),
-                config.Optimizer.ToString().ToLowerInvariant(), startStep));
+                config.Optimizer.ToString().ToLowerInvariant(), startStep) { Tp = config.Tp });
         }
 
         int tokensPerStep = config.Batch * config.Seq;
@@ -368,9 +435,10 @@ public static class Trainer
                 }
             }
             double loss = lossSum / config.GradAccum;
-            if (comm is not null)
+            if (dpComm is not null)
             {
-                loss = DataParallel.AverageScalar(comm, ops, loss);
+                // Every tp rank of a replica has the same loss: averaging over the dp group is the global mean.
+                loss = DataParallel.AverageScalar(dpComm, ops, loss);
             }
             double lr = schedule.At(step);
             var outcome = engine is not null ? engine.Step(lr, updates + 1) : optimizer!.Step(lr, updates + 1);
@@ -381,7 +449,7 @@ public static class Trainer
             if (outcome.Skipped)
             {
                 skipped++;
-                if (rank == 0)
+                if (worldRank == 0)
                 {
                     observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
                 }
@@ -404,7 +472,7 @@ public static class Trainer
             double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
             // The first step pays for kernel compilation and allocation; average the rest.
             smoothedTokensPerSec = stepsRun <= 2 ? tokensPerSec : (0.9 * smoothedTokensPerSec) + (0.1 * tokensPerSec);
-            if (rank == 0)
+            if (worldRank == 0)
             {
                 observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
             }
@@ -433,12 +501,26 @@ public static class Trainer
                         observer.OnMessage($"checkpoint written: {lastCheckpoint}");
                     }
                 }
+                else if (tpComm is not null)
+                {
+                    // The replica at dp 0 gathers full tensors over its tp group; the world's rank 0 (dp 0, tp 0) writes them.
+                    if (rank == 0)
+                    {
+                        using var full = new TensorParallelFullState(ops, job.Model, store, optimizer!);
+                        full.Gather(tpComm);
+                        if (worldRank == 0)
+                        {
+                            lastCheckpoint = Checkpoint.Save(outDir, job.Model, full.ModelTensors, full.OptimizerTensors, StateAt(optimizer!.ScalarState), ops);
+                            observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        }
+                    }
+                }
                 else
                 {
                     using var full = partition is not null ? new ZeroFullState(ops, store, optimizer!) : null;
                     full?.Gather(comm, partition!);
                     var stateTensors = full?.StateTensors ?? optimizer!.StateTensors;
-                    if (rank == 0)
+                    if (worldRank == 0)
                     {
                         lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), StateAt(optimizer!.ScalarState), ops);
                         observer.OnMessage($"checkpoint written: {lastCheckpoint}");
@@ -480,7 +562,7 @@ public static class Trainer
             NvmeBytes = (long)nvmeBytes,
             TierTrafficBytes = (long)trafficBytes,
         };
-        if (rank == 0)
+        if (worldRank == 0)
         {
             observer.OnEnd(end);
         }

@@ -1,4 +1,5 @@
 using Hal.Models.Nn;
+using Hal.Parallel.TensorParallel;
 
 namespace Hal.Models.Transformer;
 
@@ -19,9 +20,36 @@ public sealed partial class TransformerModel
             _backing.Initialize((info, piece, elementOffset) => InitializeParameter(info, piece, seed, elementOffset));
             return;
         }
+        if (_fullDeclaration is not null)
+        {
+            InitializeShards(_fullDeclaration, seed);
+            return;
+        }
         for (int i = 0; i < Parameters.Infos.Count; i++)
         {
             InitializeParameter(Parameters.Infos[i], Parameters.Param(i), seed, 0);
+        }
+    }
+
+    /// <summary>
+    /// Tensor parallel: each shard is cut from the full tensor the single-device model draws (same Philox offsets,
+    /// those of the full declaration), so every layout starts from the same weights. One full tensor at a time.
+    /// </summary>
+    private void InitializeShards(ParameterStore full, ulong seed)
+    {
+        var tp = _tensorParallel!;
+        for (int i = 0; i < Parameters.Infos.Count; i++)
+        {
+            var info = full.Infos[i];
+            var spec = TensorParallelLayout.SpecOf(Config, info.Name);
+            if (spec.Split == TensorParallelSplit.Replicated)
+            {
+                InitializeParameter(info, Parameters.Param(i), seed, 0);
+                continue;
+            }
+            using var whole = Ops.Empty(info.Shape, Options.ComputeDType);
+            InitializeParameter(info, whole, seed, 0);
+            TensorParallelLayout.Split(Ops, spec, whole, Parameters.Param(i), tp.Rank, tp.Size);
         }
     }
 
@@ -147,6 +175,10 @@ public sealed partial class TransformerModel
     {
         var store = Parameters;
         var cfg = Config;
+        var tp = _tensorParallel;
+        int tpSize = tp?.Size ?? 1;
+        // A tensor-parallel rank runs its own heads: H/p query heads and Hkv/p key/value heads.
+        int heads = cfg.Heads / tpSize, kvHeads = cfg.KvHeads / tpSize;
         var blocks = new Block[cfg.Layers];
         for (int i = 0; i < cfg.Layers; i++)
         {
@@ -157,45 +189,51 @@ public sealed partial class TransformerModel
                 string p = $"transformer.h.{i}.";
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
-                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut),
-                    cfg.Heads, cfg.Heads, cfg.HeadSize, null, scope + ".attn");
+                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
+                    heads, heads, cfg.HeadSize, null, scope + ".attn");
                 var mlp = new GeluMlp(_ws,
                     new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
-                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut),
+                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
                     scope + ".mlp");
                 blocks[i] = new Block(_ws,
                     new Nn.LayerNorm(_ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1"),
                     attention,
                     new Nn.LayerNorm(_ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2"),
-                    mlp, scope);
+                    mlp, scope, tp);
             }
             else
             {
                 string p = $"model.layers.{i}.";
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
-                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn),
-                    cfg.Heads, cfg.KvHeads, cfg.HeadSize, _rotary, scope + ".attn");
+                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp },
+                    heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn");
                 var mlp = new SwiGluMlp(_ws,
                     new Linear(store, p + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
                     new Linear(store, p + "mlp.up_proj.weight", null, LinearLayout.OutIn),
-                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn),
+                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp },
                     scope + ".mlp");
                 blocks[i] = new Block(_ws,
                     new Nn.RmsNorm(_ws, store, p + "input_layernorm.weight", cfg.NormEps, scope + ".ln1"),
                     attention,
                     new Nn.RmsNorm(_ws, store, p + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2"),
-                    mlp, scope);
+                    mlp, scope, tp);
             }
         }
-        if (cfg.Family == ModelFamily.Gpt2)
+        string token = cfg.Family == ModelFamily.Gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+        string? positions = cfg.Family == ModelFamily.Gpt2 ? "transformer.wpe.weight" : null;
+        string head = cfg.Family == ModelFamily.Gpt2 || cfg.TieEmbeddings ? token : "lm_head.weight";
+        INorm finalNorm = cfg.Family == ModelFamily.Gpt2
+            ? new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final")
+            : new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final");
+        if (tp is null)
         {
-            return (new Embedding(_ws, store, "transformer.wte.weight", "transformer.wpe.weight"), blocks,
-                new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final"),
-                new LmHead(_ws, store, "transformer.wte.weight"));
+            return (new Embedding(_ws, store, token, positions), blocks, finalNorm, new LmHead(_ws, store, head));
         }
-        return (new Embedding(_ws, store, "model.embed_tokens.weight", null), blocks,
-            new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final"),
-            new LmHead(_ws, store, cfg.TieEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight"));
+        var vocabEmbedding = new VocabParallelEmbedding(Ops, tp.Group, cfg.VocabSize);
+        _tensorParallelModules.Add(vocabEmbedding);
+        var vocabLoss = new VocabParallelCrossEntropy(Ops, tp.Group, cfg.VocabSize);
+        _tensorParallelModules.Add(vocabLoss);
+        return (new Embedding(_ws, store, token, positions, vocabEmbedding), blocks, finalNorm, new LmHead(_ws, store, head, vocabLoss, tp));
     }
 }

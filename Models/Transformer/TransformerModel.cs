@@ -20,6 +20,9 @@ public sealed partial class TransformerModel : IDisposable
     private readonly LmHead? _head;
     private readonly TiledLmHead? _tiledHead;
     private readonly IParameterBacking? _backing;
+    private readonly TensorParallelContext? _tensorParallel;
+    private readonly ParameterStore? _fullDeclaration;
+    private readonly List<IDisposable> _tensorParallelModules = [];
     private bool _canBackward;
     private int _batch, _time;
     private long _savedBytes;
@@ -38,9 +41,28 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException($"compute dtype {Options.ComputeDType} is not a floating-point dtype", nameof(options));
         }
+        if (Options.TensorParallel is not null && Options.Backing is not null)
+        {
+            throw new ArgumentException("tensor parallelism and a chunked parameter backing (ZeRO 2/3, offload) do not run together yet", nameof(options));
+        }
+        if (Options.TensorParallel is { } tpGroup && TensorParallelLayout.Problem(config, tpGroup.Size) is { } problem)
+        {
+            throw new ArgumentException(problem, nameof(options));
+        }
         Parameters = new ParameterStore();
-        DeclareParameters(Parameters, config);
+        if (Options.TensorParallel is { } group)
+        {
+            _fullDeclaration = TensorParallelLayout.DeclareShards(Parameters, config, group.Size);
+        }
+        else
+        {
+            DeclareParameters(Parameters, config);
+        }
         _ws = new Workspace(ops);
+        if (Options.TensorParallel is { } tp)
+        {
+            _tensorParallel = new TensorParallelContext(_ws, tp);
+        }
         try
         {
             if (Options.Backing is { } makeBacking)
@@ -89,6 +111,9 @@ public sealed partial class TransformerModel : IDisposable
 
     /// <summary>The entry the model runs its kernels through.</summary>
     public Ops Ops { get; }
+
+    /// <summary>The tensor-parallel group and its traffic counters; null for a model on one device.</summary>
+    public TensorParallelContext? TensorParallel => _tensorParallel;
 
     /// <summary>Bytes of activations saved by the last <see cref="Forward"/> (for reports).</summary>
     public long SavedActivationBytes => _savedBytes;
@@ -190,6 +215,10 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new InvalidOperationException("Logits needs the whole LM head on the device; with a vocabulary tiled in chunks use Forward for the loss");
         }
+        if (_tensorParallel is not null)
+        {
+            throw new InvalidOperationException("Logits needs the whole LM head; a tensor-parallel rank holds only its vocabulary columns: use Forward for the loss");
+        }
         _canBackward = false;
         var xf = RunTrunk(ids);
         Tensor logits;
@@ -264,6 +293,10 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>Frees the parameters, gradients, activations and tables.</summary>
     public void Dispose()
     {
+        foreach (var module in _tensorParallelModules)
+        {
+            module.Dispose();
+        }
         _ws.Dispose();
         _rotary?.Dispose();
         Parameters.Dispose();

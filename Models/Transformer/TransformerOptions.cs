@@ -15,4 +15,12 @@ public sealed record TransformerOptions
     /// Begin/End calls; a [V, C] vocabulary matrix the backing tiles is used a row tile at a time.
     /// </summary>
     public Func<Nn.ParameterStore, Nn.IParameterBacking>? Backing { get; init; }
+
+    /// <summary>
+    /// When set, the model is this rank's part of a 1-D (Megatron) tensor-parallel model over the group's ranks: every
+    /// parameter keeps its Hugging Face name with this rank's shard shape (see <see cref="TensorParallelLayout"/>),
+    /// attention runs on the rank's heads and the MLP on its hidden units, the token embedding and LM head hold its
+    /// vocabulary rows, and the loss is the same on every rank. Not together with <see cref="Backing"/>.
+    /// </summary>
+    public ICommunicator? TensorParallel { get; init; }
 }
