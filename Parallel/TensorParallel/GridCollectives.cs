@@ -51,13 +51,13 @@ internal sealed class GridCollectives : IDisposable
     }
 
     /// <summary>tensor = sum over the group, in place.</summary>
-    public void AllReduce(ICommunicator group, Tensor tensor)
+    public void AllReduce(ICommunicator group, Tensor tensor, ReduceOp op = ReduceOp.Sum)
     {
         if (group.Size == 1)
         {
             return;
         }
-        group.AllReduce(tensor, tensor, ReduceOp.Sum);
+        group.AllReduce(tensor, tensor, op);
         BytesCommunicated += AllReduceBytes(tensor.SizeInBytes, group.Size);
     }
 
@@ -100,6 +100,9 @@ internal sealed class GridCollectives : IDisposable
         _scratch[name] = t;
         return t;
     }
+
+    /// <summary>The scratch tensor of that name if one exists.</summary>
+    public Tensor? Existing(string name) => _scratch.GetValueOrDefault(name);
 
     /// <summary>A one-element tensor holding <paramref name="value"/> (for broadcasting), cached.</summary>
     public Tensor Constant(double value, DType dtype)

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Hal.Parallel.TensorParallel;
 
 // Legend: p ranks in the tp group, S bytes of the tensor a collective moves (the full, summed or gathered tensor).
@@ -12,103 +10,49 @@ namespace Hal.Parallel.TensorParallel;
 /// </summary>
 internal sealed class TensorParallelGroup : IDisposable
 {
-    private readonly Dictionary<string, Tensor> _scratch = [];
+    private readonly GridCollectives _collectives;
 
+    /// <summary>The tp group on the device of <paramref name="ops"/>.</summary>
+    /// <exception cref="ArgumentException">the group's device is not the ops' device.</exception>
     public TensorParallelGroup(Ops ops, ICommunicator group)
     {
-        ArgumentNullException.ThrowIfNull(ops);
-        ArgumentNullException.ThrowIfNull(group);
-        if (!ReferenceEquals(ops.Device, group.Device))
-        {
-            throw new ArgumentException($"the ops work on {ops.Device.Id} but the tp group's rank {group.Rank} uses {group.Device.Id}; pass the Ops of the group's device", nameof(ops));
-        }
-        Ops = ops;
+        _collectives = new GridCollectives(ops, group);
         Group = group;
     }
 
-    public Ops Ops { get; }
+    /// <summary>The device's entry.</summary>
+    public Ops Ops => _collectives.Ops;
 
+    /// <summary>The tp group.</summary>
     public ICommunicator Group { get; }
 
+    /// <summary>Ranks in the group.</summary>
     public int Size => Group.Size;
 
+    /// <summary>This rank's place in the group.</summary>
     public int Rank => Group.Rank;
 
-    public long BytesCommunicated { get; private set; }
+    /// <summary>Ring bytes this rank sent so far.</summary>
+    public long BytesCommunicated => _collectives.BytesCommunicated;
 
-    /// <summary>tensor = op over ranks of tensor, in place.</summary>
-    public void AllReduce(Tensor tensor, ReduceOp op)
-    {
-        if (Size == 1)
-        {
-            return;
-        }
-        Group.AllReduce(tensor, tensor, op);
-        BytesCommunicated += 2 * (Size - 1) * tensor.SizeInBytes / Size;
-    }
+    /// <summary>In-place all-reduce over the group (nothing with one rank).</summary>
+    public void AllReduce(Tensor tensor, ReduceOp op) => _collectives.AllReduce(Group, tensor, op);
 
-    /// <summary>full (p × local elements) = every rank's local in rank order.</summary>
-    public void AllGather(Tensor local, Tensor full)
-    {
-        if (Size == 1)
-        {
-            Ops.Copy(local, full);
-            return;
-        }
-        Group.AllGather(local, full);
-        BytesCommunicated += (Size - 1) * local.SizeInBytes;
-    }
+    /// <summary>full = the ranks' local blocks in rank order (a copy with one rank).</summary>
+    public void AllGather(Tensor local, Tensor full) => _collectives.AllGather(Group, local, full);
 
-    /// <summary>local (full elements / p) = block Rank of the sum over ranks of full.</summary>
-    public void ReduceScatter(Tensor full, Tensor local)
-    {
-        if (Size == 1)
-        {
-            Ops.Copy(full, local);
-            return;
-        }
-        Group.ReduceScatter(full, local, ReduceOp.Sum);
-        BytesCommunicated += (Size - 1) * local.SizeInBytes;
-    }
+    /// <summary>local = this rank's block of the sum of every rank's full (a copy with one rank).</summary>
+    public void ReduceScatter(Tensor full, Tensor local) => _collectives.ReduceScatter(Group, full, local);
 
-    /// <summary>A tensor kept between calls under <paramref name="name"/>, reallocated when the shape or dtype changes.</summary>
-    public Tensor Scratch(string name, Shape shape, DType dtype)
-    {
-        if (_scratch.TryGetValue(name, out var t))
-        {
-            if (t.Shape == shape && t.DType == dtype)
-            {
-                return t;
-            }
-            t.Dispose();
-        }
-        t = Ops.Empty(shape, dtype);
-        _scratch[name] = t;
-        return t;
-    }
+    /// <summary>A named scratch tensor of that shape and dtype, reused while they match.</summary>
+    public Tensor Scratch(string name, Shape shape, DType dtype) => _collectives.Scratch(name, shape, dtype);
 
     /// <summary>The scratch tensor of that name if one exists.</summary>
-    public Tensor? Existing(string name) => _scratch.GetValueOrDefault(name);
+    public Tensor? Existing(string name) => _collectives.Existing(name);
 
     /// <summary>A one-element tensor holding <paramref name="value"/> (for broadcasting), cached.</summary>
-    public Tensor Constant(double value, DType dtype)
-    {
-        string name = string.Create(CultureInfo.InvariantCulture, $"constant:{value:R}:{dtype}");
-        if (!_scratch.TryGetValue(name, out var t))
-        {
-            t = Ops.Full(new Shape(1), value, dtype);
-            _scratch[name] = t;
-        }
-        return t;
-    }
+    public Tensor Constant(double value, DType dtype) => _collectives.Constant(value, dtype);
 
     /// <summary>Frees the scratch tensors.</summary>
-    public void Dispose()
-    {
-        foreach (var t in _scratch.Values)
-        {
-            t.Dispose();
-        }
-        _scratch.Clear();
-    }
+    public void Dispose() => _collectives.Dispose();
 }
