@@ -33,17 +33,11 @@ public sealed partial class ZeroEngine
     /// <summary>What the auto policy decided after the warm-up step (null before, or for other policies).</summary>
     public string? PlanDescription { get; private set; }
 
-    /// <summary>Bytes the gathered chunks may take on the device (long.MaxValue: bounded only by the allocator).</summary>
-    public long CacheCapacityBytes => _capacity;
-
     /// <summary>
     /// The device allocator's peak over the run: the warm-up step restarts the allocator's peak counter to measure
     /// intervals, so reports take the larger of this and the allocator's own.
     /// </summary>
     public long PeakDeviceBytes => Math.Max(_peakSeen, _device.Allocator.Stats.PeakBytesInUse);
-
-    /// <summary>Device bytes the warm-up step measured for everything but model states (activations, workspace); 0 before it.</summary>
-    public long NonModelPeakBytes => _nonModelPeak;
 
     private void StartPass()
     {

@@ -88,7 +88,6 @@ public sealed partial class ZeroEngine
                 c.ParamFresh = false;
             }
         }
-        _initialized = true;
     }
 
     /// <summary>One slot of one chunk: every rank's shard gathered, the chunk's elements copied into the parameters' arrays on rank 0.</summary>

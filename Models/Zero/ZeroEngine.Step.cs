@@ -10,7 +10,6 @@ public sealed partial class ZeroEngine
 {
     private float[] _gradScratch = [];
     private float[] _nvmeStaging = [];
-    private bool _initialized;
 
     /// <summary>
     /// Gradient chunk [Padded] (summed over this rank's micro-batch) → reduce-scatter over the dp ranks → this rank's
@@ -270,11 +269,7 @@ public sealed partial class ZeroEngine
             SetMasterShard(c, whole.View(_rank * c.Shard, new Shape(checked((int)c.Shard))));
             c.ParamFresh = false;
         }
-        _initialized = true;
     }
-
-    /// <summary>Whether <see cref="Initialize"/> has run.</summary>
-    public bool IsInitialized => _initialized;
 
     /// <summary>master [Shard] fp32 = src [Shard] (compute dtype, device).</summary>
     private void SetMasterShard(ZChunk c, Tensor src)

@@ -117,9 +117,6 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
     /// <summary>The usage state of each chunk's tensors, in chunk order.</summary>
     public IReadOnlyList<TensorState> ChunkStates => [.. _chunks.Select(c => c.UsageState)];
 
-    /// <summary>Elements per chunk, in order.</summary>
-    public IReadOnlyList<long> ChunkElements => [.. _chunks.Select(c => c.Count)];
-
     /// <inheritdoc/>
     public Tensor Param(int index)
     {
