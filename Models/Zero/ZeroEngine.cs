@@ -56,7 +56,8 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
     /// <param name="computeDType">F32 or BF16 (the states are fp32).</param>
     /// <param name="options">Stage, placement and optimizer.</param>
     /// <exception cref="ArgumentException">an optimizer other than AdamW, or an unsupported dtype.</exception>
-    /// <exception cref="TierFullException">host memory is full and no NVMe directory was given.</exception>
+    /// <exception cref="OffloadSpaceException">the states meant for host memory exceed its limit and no NVMe directory was given.</exception>
+    /// <exception cref="NvmeDiskFullException">the disk under the NVMe directory is full.</exception>
     public ZeroEngine(Ops ops, ParameterStore store, IReadOnlyCollection<string> tiledParameters, IReadOnlyDictionary<string, int[]> extraUsers,
         ICommunicator? dpGroup, DType computeDType, ZeroEngineOptions options)
     {
@@ -92,6 +93,7 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
             Device = _device,
             HostLimitBytes = options.HostLimitBytes,
             NvmeDirectory = options.NvmeDirectory,
+            NvmeFileOpener = options.NvmeFileOpener,
         });
         try
         {

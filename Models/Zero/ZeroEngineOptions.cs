@@ -24,6 +24,9 @@ public sealed class ZeroEngineOptions
     /// <summary>Directory for optimizer-state chunks that do not fit in host memory (null: the host limit is a hard limit).</summary>
     public string? NvmeDirectory { get; init; }
 
+    /// <summary>Opens an NVMe chunk file for writing (null: a plain file in <see cref="NvmeDirectory"/>); lets a caller place the files on a special device or simulate a full disk.</summary>
+    public Func<string, Microsoft.Win32.SafeHandles.SafeFileHandle>? NvmeFileOpener { get; init; }
+
     /// <summary>Rows per tile of a [V, C] vocabulary matrix (0: tiles of about <see cref="DefaultTileBytes"/>).</summary>
     public int TileRows { get; init; }
 

@@ -139,6 +139,41 @@ public sealed class ZeroChunkedTests
         Assert.Equal(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the optimizer states placed in the Host tier need {e.NeededBytes:N0} bytes but its limit is 1,048,576 bytes; give --nvme-dir DIR for the states beyond it, raise --host-memory, or keep more on the device (a smaller OPTIM fraction)"), e.Message);
     }
 
+    [Fact]
+    public void AFullDiskUnderTheNvmeDirectoryNamesTheFileAndTheNumbers()
+    {
+        // /dev/full accepts opens and fails every write with ENOSPC: a disk that is full (Linux; CI runs there).
+        Assert.True(File.Exists("/dev/full"), "this test needs /dev/full");
+        string dir = Directory.CreateTempSubdirectory("hal-nvme-full-").FullName;
+        try
+        {
+            using var device = new CpuBackend().Open(0);
+            var ops = new Ops(device);
+            var config = Transformer.ModelConfig.Named("gpt-tiny", 32);
+            var e = Assert.Throws<NvmeDiskFullException>(() =>
+            {
+                using var model = new Transformer.TransformerModel(ops, config, new Transformer.TransformerOptions
+                {
+                    Backing = store => new ZeroEngine(ops, store, Transformer.TransformerModel.VocabularyParameters(config),
+                        Transformer.TransformerModel.SharedParameters(config), null, DType.F32, new ZeroEngineOptions
+                        {
+                            Offload = OffloadSpec.Parse("static:0,1"),
+                            HostLimitBytes = 1L << 20,
+                            NvmeDirectory = dir,
+                            NvmeFileOpener = _ => File.OpenHandle("/dev/full", FileMode.Open, FileAccess.Write, FileShare.ReadWrite, FileOptions.Asynchronous),
+                        }),
+                });
+            });
+            Assert.True(e.BytesRequested > 0);
+            Assert.StartsWith(dir, e.Path, StringComparison.Ordinal);
+            Assert.Contains("the disk under the Nvme tier is full", e.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [Theory]
     [InlineData(OptimizerKind.Lamb, Precision.Fp32, "updates with AdamW")]
     [InlineData(OptimizerKind.AdamW, Precision.Fp16, "use --precision bf16")]
