@@ -221,4 +221,81 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
         }
         Assert.All(messages, m => Assert.Contains("key/value heads (2)", m, StringComparison.Ordinal));
     }
+
+    // Five AdamW steps of the trainer (warm-up 2, clipping at 1 on): the loss curve of every layout.
+    private static readonly TrainConfig FiveSteps = new()
+    {
+        Model = "gpt-tiny",
+        Steps = 5,
+        Batch = 4,
+        Seq = 16,
+        WarmupSteps = 2,
+        LearningRate = 3e-3,
+        LogEvery = 1,
+    };
+
+    [Theory]
+    [InlineData("gpt-tiny", 1, 2, SequenceParallelMode.Ring)]
+    [InlineData("gpt-tiny", 1, 4, SequenceParallelMode.Ring)]
+    [InlineData("gpt-tiny", 1, 2, SequenceParallelMode.Ulysses)]
+    [InlineData("gpt-tiny", 2, 2, SequenceParallelMode.Ring)]
+    [InlineData("llama-tiny", 1, 2, SequenceParallelMode.Ring)]
+    [InlineData("llama-tiny", 1, 4, SequenceParallelMode.Ring)]
+    [InlineData("llama-tiny", 1, 2, SequenceParallelMode.Ulysses)]
+    [InlineData("llama-tiny", 2, 2, SequenceParallelMode.Ulysses)]
+    public void FiveAdamWStepsFollowTheSingleDeviceCurve(string model, int dp, int sp, SequenceParallelMode mode)
+    {
+        var job = FiveSteps with { Model = model };
+        var single = TrainerTests.Train(job, 1);
+        var parallel = TrainerTests.Train(job with { Dp = dp, Sp = sp, SpMode = mode }, dp * sp);
+        // fp32 reordered sums (the loss over ranks, ring attention's lse merges, gradients summed over sp): the same
+        // 1e-5 relative bound as one forward; the clipping norm sees the full gradient, else clipped steps would part.
+        double worst = single.Losses.Zip(parallel.Losses, (e, a) => Math.Abs(a - e) / Math.Abs(e)).Max();
+        output.WriteLine($"{model} dp {dp} sp {sp} {mode}: worst loss relative difference over 5 steps {worst:E2}");
+        Assert.Equal(single.Losses.Count, parallel.Losses.Count);
+        for (int i = 0; i < single.Losses.Count; i++)
+        {
+            double bound = 1e-5 * Math.Abs(single.Losses[i]);
+            Assert.True(Math.Abs(single.Losses[i] - parallel.Losses[i]) <= bound,
+                $"{model} dp {dp} sp {sp} {mode}: step {i + 1} loss {parallel.Losses[i]:R} vs single-device {single.Losses[i]:R} (bound {bound:E2})");
+        }
+    }
+
+    [Theory]
+    [InlineData(SequenceParallelMode.Ring, 2, 10, "multiple of 4")]
+    [InlineData(SequenceParallelMode.Ring, 4, 12, "multiple of 8")]
+    [InlineData(SequenceParallelMode.Ulysses, 4, 10, "multiple of 4")]
+    public void SequenceNotDivisibleIsRefusedBeforeAnyWork(SequenceParallelMode mode, int sp, int seq, string reason)
+    {
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Sp = sp, SpMode = mode, Seq = seq }, sp));
+        Assert.Contains($"--seq {seq}", e.Message, StringComparison.Ordinal);
+        Assert.Contains(reason, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void UlyssesWithHeadsNotDivisibleBySpIsRefused()
+    {
+        // llama-tiny has 2 key/value heads: 4 ranks cannot each hold whole ones (ring could: it splits tokens only).
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Model = "llama-tiny", Sp = 4, SpMode = SequenceParallelMode.Ulysses }, 4));
+        Assert.Contains("key/value heads (2)", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(2, 0, "none")]
+    [InlineData(1, 1, "none")]
+    [InlineData(1, 2, "none")]
+    [InlineData(1, 0, "static:0.5,0.5")]
+    public void SpWithTpZeroOrOffloadIsRefused(int tp, int zero, string offload)
+    {
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(
+            FiveSteps with { Sp = 2, Tp = tp, Zero = zero, Offload = Zero.OffloadSpec.Parse(offload) }, 2 * tp));
+        Assert.Contains("do not run together yet", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DpTimesSpDifferentFromTheRanksIsRefused()
+    {
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Dp = 2, Sp = 2 }, 2));
+        Assert.Contains("--dp 2 × --tp 1 × --sp 2 = 4 ranks, but 2 are running", e.Message, StringComparison.Ordinal);
+    }
 }
