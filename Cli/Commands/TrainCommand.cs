@@ -26,6 +26,8 @@ internal static class TrainCommand
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
         var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
+        var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks (default {d.Sp}).", HelpName = "N" };
+        var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"Attention across the sequence ranks: ring (key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp) or ulysses (all-to-all to whole sequences of heads; heads a multiple of sp) (default {TrainArguments.Name(d.SpMode)}).");
         var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
         var offload = new Option<OffloadSpec?>("--offload")
         {
@@ -83,7 +85,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, tp, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, tp, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -97,6 +99,8 @@ internal static class TrainCommand
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
                     Tp = parse.GetValue(tp) ?? d.Tp,
+                    Sp = parse.GetValue(sp) ?? d.Sp,
+                    SpMode = parse.GetValue(spMode) is { } m ? TrainArguments.SpModes[m] : d.SpMode,
                     Zero = parse.GetValue(zero) ?? d.Zero,
                     Offload = parse.GetValue(offload) ?? OffloadSpec.None,
                     NvmeDir = parse.GetValue(nvmeDir),
@@ -180,8 +184,9 @@ internal static class TrainCommand
             worldSize = RankDevices.RequireMpiWorld("hal train under mpirun", null);
             if (!args.DpGiven)
             {
-                // Under tp the world is dp × tp ranks: the replicas are what is left after the tp groups.
-                args = args with { Config = args.Config with { Dp = args.Config.Tp >= 1 && worldSize.Value % args.Config.Tp == 0 ? worldSize.Value / args.Config.Tp : worldSize.Value } };
+                // Under tp and sp the world is dp × tp × sp ranks: the replicas are what is left after those groups.
+                int group = Math.Max(1, args.Config.Tp) * Math.Max(1, args.Config.Sp);
+                args = args with { Config = args.Config with { Dp = worldSize.Value % group == 0 ? worldSize.Value / group : worldSize.Value } };
             }
         }
         args.Validate(worldSize);
@@ -194,7 +199,7 @@ internal static class TrainCommand
         }
         if (worldSize is null)
         {
-            var devices = RankDevices.Open(session, b.Name, args.Config.Dp * args.Config.Tp);
+            var devices = RankDevices.Open(session, b.Name, args.Config.Dp * args.Config.Tp * args.Config.Sp);
             try
             {
                 using var observers = Observers.Create(args, stdout, ConsoleProgressObserver.StdoutIsTerminal(stdout));

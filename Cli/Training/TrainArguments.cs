@@ -55,6 +55,16 @@ internal sealed record TrainArguments
         ["cosine"] = ScheduleKind.Cosine,
     };
 
+    /// <summary><c>--sp-mode</c> values.</summary>
+    public static readonly IReadOnlyDictionary<string, SequenceParallelMode> SpModes = new Dictionary<string, SequenceParallelMode>
+    {
+        ["ring"] = SequenceParallelMode.Ring,
+        ["ulysses"] = SequenceParallelMode.Ulysses,
+    };
+
+    /// <summary>The name users write for a sequence-parallel mode (ring, ulysses).</summary>
+    public static string Name(SequenceParallelMode m) => SpModes.First(kv => kv.Value == m).Key;
+
     /// <summary>The name users write for a precision (fp32, bf16, fp16).</summary>
     public static string Name(Precision p) => Precisions.First(kv => kv.Value == p).Key;
 
@@ -91,6 +101,19 @@ internal sealed record TrainArguments
             string what = c.Zero >= 1 ? $"--zero {c.Zero}" : "--offload";
             throw new UsageException($"--tp {c.Tp} and {what} do not run together yet: use --zero 0 without --offload with tensor parallelism, or --tp 1");
         }
+        if (c.Sp < 1)
+        {
+            throw new UsageException($"--sp {c.Sp}: must be at least 1 (the number of sequence-parallel ranks per replica)");
+        }
+        if (c.Sp > 1 && c.Tp > 1)
+        {
+            throw new UsageException($"--sp {c.Sp} and --tp {c.Tp} do not run together yet: use one of them");
+        }
+        if (c.Sp > 1 && (c.Zero >= 1 || c.Offload.Policy != OffloadPolicy.None))
+        {
+            string what = c.Zero >= 1 ? $"--zero {c.Zero}" : "--offload";
+            throw new UsageException($"--sp {c.Sp} and {what} do not run together yet: use --zero 0 without --offload with sequence parallelism, or --sp 1");
+        }
         if (c.Zero is < 0 or > 3)
         {
             throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off), 1 (optimizer states sharded over the dp ranks), 2 (and gradients) or 3 (and parameters)");
@@ -103,11 +126,11 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--nvme-dir {nvme}: no such directory; create it first (a local disk, ideally NVMe)");
         }
-        if (worldSize is { } world && (long)c.Dp * c.Tp != world)
+        if (worldSize is { } world && (long)c.Dp * c.Tp * c.Sp != world)
         {
-            throw new UsageException(c.Tp == 1
+            throw new UsageException(c.Tp == 1 && c.Sp == 1
                 ? $"--dp {c.Dp} differs from the {world} processes mpirun started; under mpirun omit --dp or give -np's value"
-                : $"--dp {c.Dp} × --tp {c.Tp} = {(long)c.Dp * c.Tp} differs from the {world} processes mpirun started; give a dp and tp whose product is {world}");
+                : $"--dp {c.Dp} × --tp {c.Tp} × --sp {c.Sp} = {(long)c.Dp * c.Tp * c.Sp} differs from the {world} processes mpirun started; give sizes whose product is {world}");
         }
         if (c.GradAccum < 1)
         {

@@ -15,6 +15,7 @@ public sealed class CausalSelfAttention
     private readonly Linear _qkv;
     private readonly Linear _output;
     private readonly RotaryTables? _rotary;
+    private readonly SequenceParallelContext? _sequenceParallel;
     private readonly int _heads, _kvHeads, _headSize;
     private readonly string _headsKey, _qRotKey, _kRotKey, _outKey, _lseKey, _mergedKey;
     private Tensor? _x, _q, _k, _v, _o, _lse, _merged;
@@ -23,10 +24,14 @@ public sealed class CausalSelfAttention
     /// <summary>
     /// An attention module: <paramref name="qkv"/> maps C to (H + 2·Hkv)·D, <paramref name="output"/> maps H·D to C;
     /// <paramref name="rotary"/> (null for GPT-2) rotates q and k; <paramref name="scope"/> names the saved buffers.
+    /// With <paramref name="sequenceParallel"/> the tokens are this rank's part of each sequence: rotary uses their
+    /// global positions and the sequence-parallel attention replaces the fused kernel.
     /// </summary>
     /// <exception cref="ArgumentException">the projections do not match the head counts.</exception>
-    public CausalSelfAttention(Workspace ws, Linear qkv, Linear output, int heads, int kvHeads, int headSize, RotaryTables? rotary, string scope)
+    public CausalSelfAttention(Workspace ws, Linear qkv, Linear output, int heads, int kvHeads, int headSize, RotaryTables? rotary, string scope,
+        SequenceParallelContext? sequenceParallel = null)
     {
+        _sequenceParallel = sequenceParallel;
         ArgumentNullException.ThrowIfNull(qkv);
         ArgumentNullException.ThrowIfNull(output);
         if (qkv.OutFeatures != (heads + (2 * kvHeads)) * headSize || output.InFeatures != heads * headSize)
@@ -75,10 +80,11 @@ public sealed class CausalSelfAttention
         if (_rotary is { } rot)
         {
             // Head-major [B, H, T, D] is the rotary kernel's [B·H, T, 1, D]: positions run along T either way.
+            var (cos, sin) = RotaryRows(rot, t);
             _q = _ws.Get(_qRotKey, q.Shape, dtype, saved: true);
             _k = _ws.Get(_kRotKey, k.Shape, dtype, saved: true);
-            ops.Rotary(q.Reshape(b * _heads, t, 1, d), rot.Cos, rot.Sin, 0, _q.Reshape(b * _heads, t, 1, d));
-            ops.Rotary(k.Reshape(b * _kvHeads, t, 1, d), rot.Cos, rot.Sin, 0, _k.Reshape(b * _kvHeads, t, 1, d));
+            ops.Rotary(q.Reshape(b * _heads, t, 1, d), cos, sin, 0, _q.Reshape(b * _heads, t, 1, d));
+            ops.Rotary(k.Reshape(b * _kvHeads, t, 1, d), cos, sin, 0, _k.Reshape(b * _kvHeads, t, 1, d));
         }
         else
         {
@@ -87,7 +93,14 @@ public sealed class CausalSelfAttention
         }
         _o = _ws.Get(_outKey, new Shape(b, _heads, t, d), dtype, saved: true);
         _lse = _ws.Get(_lseKey, new Shape(b, _heads, t), DType.F32, saved: true);
-        ops.Attention(_q, _k, _v, causal: true, Scale, _o, _lse);
+        if (_sequenceParallel is { } sp)
+        {
+            sp.Attention(_q, _k, _v, Scale, _o, _lse);
+        }
+        else
+        {
+            ops.Attention(_q, _k, _v, causal: true, Scale, _o, _lse);
+        }
         _merged = _ws.Get(_mergedKey, new Shape(n, _heads * d), dtype, saved: true);
         ops.IndexSelect(_o.Reshape(b * _heads * t, d), 0, _ws.HeadMajorIndex(b, t, [_heads], inverse: true), _merged.Reshape(n * _heads, d));
         _output.Forward(ops, _merged, y.Reshape(n, y.Shape[-1]), accumulate ? 1 : 0);
@@ -116,16 +129,33 @@ public sealed class CausalSelfAttention
         {
             var dqRot = _ws.Get("d.attn.qrot", dq.Shape, dtype);
             var dkRot = _ws.Get("d.attn.krot", dk.Shape, dtype);
-            ops.AttentionBackward(_q!, _k!, _v!, _o!, _lse!, dOut, causal: true, Scale, dqRot, dkRot, dv);
-            ops.RotaryBackward(dqRot.Reshape(b * _heads, t, 1, d), rot.Cos, rot.Sin, 0, dq.Reshape(b * _heads, t, 1, d));
-            ops.RotaryBackward(dkRot.Reshape(b * _kvHeads, t, 1, d), rot.Cos, rot.Sin, 0, dk.Reshape(b * _kvHeads, t, 1, d));
+            var (cos, sin) = RotaryRows(rot, t);
+            AttentionBackward(dOut, dqRot, dkRot, dv);
+            ops.RotaryBackward(dqRot.Reshape(b * _heads, t, 1, d), cos, sin, 0, dq.Reshape(b * _heads, t, 1, d));
+            ops.RotaryBackward(dkRot.Reshape(b * _kvHeads, t, 1, d), cos, sin, 0, dk.Reshape(b * _kvHeads, t, 1, d));
         }
         else
         {
-            ops.AttentionBackward(_q!, _k!, _v!, _o!, _lse!, dOut, causal: true, Scale, dq, dk, dv);
+            AttentionBackward(dOut, dq, dk, dv);
         }
         var dQkv = _ws.Get("d.attn.qkv", new Shape(n, g * d), dtype);
         ops.IndexSelect(dHeads, 0, _ws.HeadMajorIndex(b, t, Sections, inverse: true), dQkv.Reshape(n * g, d));
         _qkv.Backward(_ws, x.Reshape(n, c), dQkv, dx.Reshape(n, c), accumulate ? 1 : 0);
     }
+
+    private void AttentionBackward(Tensor dOut, Tensor dq, Tensor dk, Tensor dv)
+    {
+        if (_sequenceParallel is { } sp)
+        {
+            sp.AttentionBackward(_q!, _k!, _v!, _o!, _lse!, dOut, Scale, dq, dk, dv);
+        }
+        else
+        {
+            _ws.Ops.AttentionBackward(_q!, _k!, _v!, _o!, _lse!, dOut, causal: true, Scale, dq, dk, dv);
+        }
+    }
+
+    /// <summary>The rotary rows of the local tokens: the tables themselves on one device, their rows at the global positions under sequence parallelism.</summary>
+    private (Tensor Cos, Tensor Sin) RotaryRows(RotaryTables tables, int time) =>
+        _sequenceParallel is { } sp ? sp.RotaryRows(tables, time) : (tables.Cos, tables.Sin);
 }

@@ -14,16 +14,20 @@ public sealed class Embedding
     private readonly string _tokenName;
     private readonly string? _positionName;
     private readonly VocabParallelEmbedding? _vocabParallel;
+    private readonly SequenceParallelContext? _sequenceParallel;
     private Tensor? _ids;
 
     /// <summary>
     /// An embedding over the token table [V, C] and, when named, the position table [T, C]. With
     /// <paramref name="vocabParallel"/> the token table is this rank's vocabulary rows [Vl, C] and the lookup is
-    /// summed over the tensor-parallel ranks (the position table stays whole).
+    /// summed over the tensor-parallel ranks (the position table stays whole). With <paramref name="sequenceParallel"/>
+    /// the ids are this rank's tokens and each adds the position row of its global position.
     /// </summary>
-    public Embedding(Workspace ws, ParameterStore store, string tokenName, string? positionName, VocabParallelEmbedding? vocabParallel = null)
+    public Embedding(Workspace ws, ParameterStore store, string tokenName, string? positionName, VocabParallelEmbedding? vocabParallel = null,
+        SequenceParallelContext? sequenceParallel = null)
     {
         _ws = ws;
+        _sequenceParallel = sequenceParallel;
         _vocabParallel = vocabParallel;
         _store = store;
         _tokenName = tokenName;
@@ -48,7 +52,17 @@ public sealed class Embedding
         {
             int time = ids.Shape[1];
             var wpe = _store.Param(_positionName);
-            ops.Binary(BinaryOp.Add, x, wpe.Slice(0, time), x);
+            if (_sequenceParallel is { } sp)
+            {
+                // This rank's tokens sit at scattered global positions: gather their rows [Tl, C], broadcast over B.
+                var rows = _ws.Get("emb.wpe.rows", new Shape(time, wpe.Shape[1]), wpe.DType);
+                ops.IndexSelect(wpe, 0, sp.PositionIndex(1, time), rows);
+                ops.Binary(BinaryOp.Add, x, rows, x);
+            }
+            else
+            {
+                ops.Binary(BinaryOp.Add, x, wpe.Slice(0, time), x);
+            }
         }
     }
 
@@ -70,7 +84,8 @@ public sealed class Embedding
         }
         if (_positionName is not null)
         {
-            ops.IndexAdd(dx2, 0, _ws.Positions(batch, time), _store.Grad(_positionName));
+            var positions = _sequenceParallel is { } sp ? sp.PositionIndex(batch, time) : _ws.Positions(batch, time);
+            ops.IndexAdd(dx2, 0, positions, _store.Grad(_positionName));
         }
     }
 }

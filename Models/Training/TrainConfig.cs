@@ -65,6 +65,15 @@ public sealed record TrainConfig
     /// </summary>
     public int Tp { get; init; } = 1;
 
+    /// <summary>
+    /// Sequence-parallel ranks per data-parallel replica: each holds Seq/Sp tokens of every sequence and attention
+    /// runs over the whole sequence by <see cref="SpMode"/>; the job runs on Dp·Tp·Sp ranks.
+    /// </summary>
+    public int Sp { get; init; } = 1;
+
+    /// <summary>How attention spans the sequence ranks: ring (zig-zag placement) or ulysses (all-to-all over heads).</summary>
+    public Transformer.SequenceParallelMode SpMode { get; init; } = Transformer.SequenceParallelMode.Ring;
+
     public Precision Precision { get; init; } = Precision.Fp32;
 
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.AdamW;

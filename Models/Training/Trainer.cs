@@ -67,20 +67,25 @@ public static partial class Trainer
         return end ?? throw new InvalidOperationException("rank 0 produced no result");
     }
 
-    /// <summary>dp·tp must be the number of ranks running, tp at least 1.</summary>
+    /// <summary>dp·tp·sp must be the number of ranks running, tp and sp at least 1.</summary>
     private static void CheckRanks(TrainConfig config, int ranks)
     {
         if (config.Tp < 1)
         {
             throw new TrainConfigException($"--tp {config.Tp}: the number of tensor-parallel ranks must be at least 1");
         }
-        if (config.Tp == 1 && config.Dp != ranks)
+        if (config.Sp < 1)
+        {
+            throw new TrainConfigException($"--sp {config.Sp}: the number of sequence-parallel ranks must be at least 1");
+        }
+        if (config.Tp == 1 && config.Sp == 1 && config.Dp != ranks)
         {
             throw new TrainConfigException($"--dp {config.Dp} but {ranks} rank(s) are running; give --dp {ranks}");
         }
-        if ((long)config.Dp * config.Tp != ranks)
+        if ((long)config.Dp * config.Tp * config.Sp != ranks)
         {
-            throw new TrainConfigException($"--dp {config.Dp} × --tp {config.Tp} = {(long)config.Dp * config.Tp} ranks, but {ranks} are running; give a dp and tp whose product is {ranks}");
+            string sp = config.Sp > 1 ? $" × --sp {config.Sp}" : "";
+            throw new TrainConfigException($"--dp {config.Dp} × --tp {config.Tp}{sp} = {(long)config.Dp * config.Tp * config.Sp} ranks, but {ranks} are running; give sizes whose product is {ranks}");
         }
     }
 
@@ -107,7 +112,7 @@ public static partial class Trainer
         }
         // Activations kept per token: about 24·C values per block (norm outputs, q/k/v and their head-major copies,
         // attention output, MLP hidden before and after the activation, residuals) and the logits with their gradient.
-        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq;
+        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq / Math.Max(1, config.Sp);
         long perTokenValues = config.CheckpointActivations
             ? (model.Layers * (long)model.Channels) + (24L * model.Channels) + (2L * model.VocabSize)
             : (model.Layers * 24L * model.Channels) + (2L * model.VocabSize);
@@ -153,6 +158,7 @@ public static partial class Trainer
             throw new TrainConfigException(e.Message);
         }
         CheckTensorParallel(config, model);
+        CheckSequenceParallel(config, model);
         if (dataset.VocabSize > model.VocabSize)
         {
             throw new TrainConfigException($"the data's vocabulary ({dataset.VocabSize}) is larger than model '{model.Name}''s ({model.VocabSize}); pick a model with a vocabulary of at least {dataset.VocabSize}");
@@ -206,6 +212,28 @@ public static partial class Trainer
         }
     }
 
+    /// <summary>What sequence parallelism cannot split or does not combine with yet, refused before any work.</summary>
+    private static void CheckSequenceParallel(TrainConfig config, ModelConfig model)
+    {
+        if (config.Sp == 1)
+        {
+            return;
+        }
+        if (config.Tp > 1)
+        {
+            throw new TrainConfigException($"--sp {config.Sp} and --tp {config.Tp} do not run together yet; use one of them");
+        }
+        if (config.Zero >= 1 || config.UsesChunks)
+        {
+            string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
+            throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 and no --offload with sequence parallelism");
+        }
+        if (Transformer.SequenceParallelOptions.Problem(model, config.Sp, config.SpMode, config.Seq) is { } problem)
+        {
+            throw new TrainConfigException(problem);
+        }
+    }
+
     /// <summary>What the chunked path (ZeRO 2/3, offload) does not do yet, refused before any work.</summary>
     private static void CheckChunkedConfig(TrainConfig config)
     {
@@ -255,10 +283,12 @@ public static partial class Trainer
         var ops = new Ops(device);
         // The world's rank 0 reports and writes checkpoints; data rows go by the dp coordinate.
         int worldRank = comm?.Rank ?? 0;
-        using var mesh = comm is not null && config.Tp > 1 ? new DeviceMesh(comm, config.Dp, config.Tp, 1, 1) : null;
-        // The data-parallel ranks that average gradients: the world without tp, the dp group (when more than one) with it.
-        var dpComm = mesh is null ? comm : mesh.Dp > 1 ? mesh.DpGroup : null;
-        var tpComm = mesh?.TpGroup;
+        using var mesh = comm is not null && (config.Tp > 1 || config.Sp > 1) ? new DeviceMesh(comm, config.Dp, config.Tp, 1, config.Sp) : null;
+        // The ranks that average gradients: the world without tp, the dp group (when more than one) with it. Under sp
+        // (tp 1) the replicas of a parameter are the dp × sp ranks, which is the world: every rank holds all of them.
+        var dpComm = mesh is null || config.Sp > 1 ? comm : mesh.Dp > 1 ? mesh.DpGroup : null;
+        var tpComm = config.Tp > 1 ? mesh?.TpGroup : null;
+        var spComm = config.Sp > 1 ? mesh?.SpGroup : null;
         int rank = mesh?.DpRank ?? worldRank;
         int dp = config.Dp;
         var computeDType = ComputeDType(config.Precision);
@@ -290,6 +320,7 @@ public static partial class Trainer
             CheckpointActivations = config.CheckpointActivations,
             Backing = backing,
             TensorParallel = tpComm,
+            SequenceParallel = spComm is null ? null : new SequenceParallelOptions(spComm, config.SpMode),
         });
         using var engineScope = engine;
         var store = model.Parameters;
@@ -399,9 +430,14 @@ public static partial class Trainer
         int tokensPerStep = config.Batch * config.Seq;
         var globalInputs = new int[tokensPerStep];
         var globalTargets = new int[tokensPerStep];
-        int microTokens = job.RowsPerMicro * config.Seq;
+        // Under sp each rank takes its tokens (zig-zag or contiguous) of its replica's rows: Tl = Seq/sp per row.
+        int localSeq = config.Seq / config.Sp;
+        int[]? spPositions = spComm is null ? null : Nn.SequenceParallelContext.Positions(config.Seq, config.Sp, spComm.Rank, config.SpMode);
+        int microTokens = job.RowsPerMicro * localSeq;
         var microValues = new double[microTokens];
-        var microShape = new Shape(job.RowsPerMicro, config.Seq);
+        var microInputs = new int[microTokens];
+        var microTargets = new int[microTokens];
+        var microShape = new Shape(job.RowsPerMicro, localSeq);
         using var ids = ops.Empty(microShape, DType.I32);
         using var targets = ops.Empty(microShape, DType.I32);
         long skipped = 0;
@@ -419,10 +455,14 @@ public static partial class Trainer
             for (int micro = 0; micro < config.GradAccum; micro++)
             {
                 int first = ((rank * job.RowsPerRank) + (micro * job.RowsPerMicro)) * config.Seq;
-                Upload(ops, globalInputs.AsSpan(first, microTokens), microValues, ids);
-                Upload(ops, globalTargets.AsSpan(first, microTokens), microValues, targets);
+                TakeTokens(globalInputs, first, job.RowsPerMicro, config.Seq, spPositions, microInputs);
+                TakeTokens(globalTargets, first, job.RowsPerMicro, config.Seq, spPositions, microTargets);
+                Upload(ops, microInputs, microValues, ids);
+                Upload(ops, microTargets, microValues, targets);
                 lossSum += model.Forward(ids, targets);
-                double gradScale = (optimizer?.LossScale ?? 1) / config.GradAccum;
+                // Under sp a rank's gradients are its share of the replica's (they sum over sp to it), but the
+                // all-reduce averages over dp × sp ranks: scaling by sp makes that average the dp mean.
+                double gradScale = (optimizer?.LossScale ?? 1) * config.Sp / config.GradAccum;
                 if (bucketer is not null && micro == config.GradAccum - 1)
                 {
                     bucketer.BeginBackward();
@@ -579,6 +619,26 @@ public static partial class Trainer
 
     private static List<NamedTensor> OptimizerTensors(IReadOnlyList<(string Name, Tensor Tensor)> stateTensors) =>
         [.. stateTensors.Where(s => !s.Name.EndsWith(".master", StringComparison.Ordinal)).Select(s => new NamedTensor(s.Name, s.Tensor))];
+
+    /// <summary>
+    /// rows × seq tokens from <paramref name="first"/> of the global batch into <paramref name="local"/>: whole rows,
+    /// or under sp each row's tokens at <paramref name="positions"/> (rows × Tl).
+    /// </summary>
+    private static void TakeTokens(int[] global, int first, int rows, int seq, int[]? positions, int[] local)
+    {
+        if (positions is null)
+        {
+            global.AsSpan(first, rows * seq).CopyTo(local);
+            return;
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            for (int i = 0; i < positions.Length; i++)
+            {
+                local[(r * positions.Length) + i] = global[first + (r * seq) + positions[i]];
+            }
+        }
+    }
 
     private static void Upload(Ops ops, ReadOnlySpan<int> tokens, double[] scratch, Tensor dst)
     {

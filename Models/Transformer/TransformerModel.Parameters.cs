@@ -190,7 +190,7 @@ public sealed partial class TransformerModel
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
                     new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
-                    heads, heads, cfg.HeadSize, null, scope + ".attn");
+                    heads, heads, cfg.HeadSize, null, scope + ".attn", _sequenceParallel);
                 var mlp = new GeluMlp(_ws,
                     new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
                     new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
@@ -207,7 +207,7 @@ public sealed partial class TransformerModel
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
                     new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp },
-                    heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn");
+                    heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn", _sequenceParallel);
                 var mlp = new SwiGluMlp(_ws,
                     new Linear(store, p + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
                     new Linear(store, p + "mlp.up_proj.weight", null, LinearLayout.OutIn),
@@ -228,7 +228,7 @@ public sealed partial class TransformerModel
             : new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final");
         if (tp is null)
         {
-            return (new Embedding(_ws, store, token, positions), blocks, finalNorm, new LmHead(_ws, store, head));
+            return (new Embedding(_ws, store, token, positions, null, _sequenceParallel), blocks, finalNorm, new LmHead(_ws, store, head));
         }
         var vocabEmbedding = new VocabParallelEmbedding(Ops, tp.Group, cfg.VocabSize);
         _tensorParallelModules.Add(vocabEmbedding);

@@ -21,6 +21,7 @@ public sealed partial class TransformerModel : IDisposable
     private readonly TiledLmHead? _tiledHead;
     private readonly IParameterBacking? _backing;
     private readonly TensorParallelContext? _tensorParallel;
+    private readonly SequenceParallelContext? _sequenceParallel;
     private readonly ParameterStore? _fullDeclaration;
     private readonly List<IDisposable> _tensorParallelModules = [];
     private bool _canBackward;
@@ -49,6 +50,15 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException(problem, nameof(options));
         }
+        if (Options.SequenceParallel is not null && (Options.TensorParallel is not null || Options.Backing is not null))
+        {
+            throw new ArgumentException("sequence parallelism with tensor parallelism or a chunked parameter backing (ZeRO 2/3, offload) does not run together yet", nameof(options));
+        }
+        if (Options.SequenceParallel is { Mode: SequenceParallelMode.Ulysses } ulysses
+            && SequenceParallelOptions.Problem(config, ulysses.Group.Size, ulysses.Mode, ulysses.Group.Size) is { } headProblem)
+        {
+            throw new ArgumentException(headProblem, nameof(options));
+        }
         Parameters = new ParameterStore();
         if (Options.TensorParallel is { } group)
         {
@@ -62,6 +72,10 @@ public sealed partial class TransformerModel : IDisposable
         if (Options.TensorParallel is { } tp)
         {
             _tensorParallel = new TensorParallelContext(_ws, tp);
+        }
+        if (Options.SequenceParallel is { } sp)
+        {
+            _sequenceParallel = new SequenceParallelContext(_ws, sp);
         }
         try
         {
@@ -115,6 +129,9 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>The tensor-parallel group and its traffic counters; null for a model on one device.</summary>
     public TensorParallelContext? TensorParallel => _tensorParallel;
 
+    /// <summary>The sequence-parallel group and its traffic counter; null for a model that holds whole sequences.</summary>
+    public SequenceParallelContext? SequenceParallel => _sequenceParallel;
+
     /// <summary>Bytes of activations saved by the last <see cref="Forward"/> (for reports).</summary>
     public long SavedActivationBytes => _savedBytes;
 
@@ -124,6 +141,8 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>
     /// Runs the forward on ids and targets [B, T] (I32, T ≤ ContextLength) and keeps what backward needs. Returns the
     /// mean cross-entropy over the B·T tokens (a negative target contributes 0 but counts in the denominator).
+    /// Under sequence parallelism ids and targets are [B, T/sp], this rank's tokens, and the mean is over every
+    /// rank's tokens (collective over the group).
     /// </summary>
     /// <exception cref="ArgumentException">ids or targets of the wrong shape or dtype.</exception>
     public double Forward(Tensor ids, Tensor targets)
@@ -149,6 +168,11 @@ public sealed partial class TransformerModel : IDisposable
         {
             sum += loss;
         }
+        if (_sequenceParallel is { } sp)
+        {
+            // Every rank holds the same number of tokens: the global mean is the summed local sums over sp·N.
+            return sp.Sum(sum) / ((double)n * sp.Size);
+        }
         return sum / n;
     }
 
@@ -169,6 +193,8 @@ public sealed partial class TransformerModel : IDisposable
         var dtype = Options.ComputeDType;
         var dFinal = _ws.Get("d.final", new Shape(n, c), dtype);
         _backing?.BeginBackward(layers + 1);
+        // The head differentiates the mean over its N rows; under sp the loss is the mean over sp·N rows.
+        lossScale /= _sequenceParallel?.Size ?? 1;
         if (_tiledHead is not null)
         {
             _tiledHead.Backward(lossScale, dFinal);
@@ -286,6 +312,15 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException($"ids must be I32/I64 [B, T] with 1 ≤ T ≤ {Config.ContextLength}, not {ids.DType} {ids.Shape}", name);
         }
+        if (_sequenceParallel is { } sp)
+        {
+            int time = ids.Shape[1] * sp.Size;
+            if (time > Config.ContextLength || SequenceParallelOptions.Problem(Config, sp.Size, sp.Mode, time) is not null)
+            {
+                throw new ArgumentException(
+                    $"ids [B, {ids.Shape[1]}] are this rank's tokens of sequences of {time} over sp {sp.Size}: {SequenceParallelOptions.Problem(Config, sp.Size, sp.Mode, time) ?? $"longer than the context {Config.ContextLength}"}", name);
+            }
+        }
         _batch = ids.Shape[0];
         _time = ids.Shape[1];
     }
@@ -297,6 +332,7 @@ public sealed partial class TransformerModel : IDisposable
         {
             module.Dispose();
         }
+        _sequenceParallel?.Dispose();
         _ws.Dispose();
         _rotary?.Dispose();
         Parameters.Dispose();

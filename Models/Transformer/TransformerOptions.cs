@@ -23,4 +23,14 @@ public sealed record TransformerOptions
     /// vocabulary rows, and the loss is the same on every rank. Not together with <see cref="Backing"/>.
     /// </summary>
     public ICommunicator? TensorParallel { get; init; }
+
+    /// <summary>
+    /// When set, the model is this rank's part of a sequence-parallel model over the group's ranks: parameters are
+    /// whole (replicated), ids and targets are this rank's T/sp tokens of every sequence (ring: zig-zag placement, see
+    /// <see cref="Hal.Parallel.Sequence.ZigZag"/>; Ulysses: contiguous), positions and rotary use each token's global
+    /// position, attention runs over the whole sequence, and the loss is the mean over all B·T tokens on every rank.
+    /// Backward adds this rank's share of the gradient: their sum over the group is the full gradient.
+    /// Not together with <see cref="TensorParallel"/> or <see cref="Backing"/> yet.
+    /// </summary>
+    public SequenceParallelOptions? SequenceParallel { get; init; }
 }
