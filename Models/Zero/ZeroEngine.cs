@@ -403,7 +403,10 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
             BuildRuns(open, [.. openParams.Select(i => (store.Infos[i].Offset - open.Start, store.Infos[i].ElementCount, store.Infos[i].Decay))]);
             open.Usage = new Chunk(open.Index, open.Padded, _compute,
                 openParams.Select(i => new TensorPlacement(store.Infos[i].Name, open.Index, store.Infos[i].Offset - open.Start, store.Infos[i].ElementCount)));
-            _layerChunks[open.Users[0]].Add(open);
+            foreach (int layer in open.Users)
+            {
+                _layerChunks[layer].Add(open);
+            }
             chunks.Add(open);
             open = null;
             openParams.Clear();
@@ -411,7 +414,10 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
         for (int i = 0; i < store.Infos.Count; i++)
         {
             var info = store.Infos[i];
-            if (tiled.Contains(info.Name))
+            // Vocabulary tiles exist to fit a device budget beside offloaded states; without offload the matrix is an
+            // ordinary chunk of its layer (shared with the head's layer when tied), and the whole-matrix head needs
+            // no logits recomputed in backward.
+            if (tiled.Contains(info.Name) && Options.Offload.Policy != OffloadPolicy.None)
             {
                 Close();
                 if (info.Shape.Rank != 2)
@@ -448,19 +454,21 @@ public sealed partial class ZeroEngine : IParameterBacking, IDisposable
                 _tilesOfParam[i] = new TileSet(this, info, [.. tiles]);
                 continue;
             }
-            if (extraUsers.ContainsKey(info.Name))
-            {
-                throw new ArgumentException($"parameter '{info.Name}' is shared by several layers: it must be tiled", nameof(extraUsers));
-            }
             if (open is not null && open.Users[0] != info.Layer)
             {
                 Close();
             }
             if (open is null)
             {
-                long count = store.Infos.Skip(i).TakeWhile(x => x.Layer == info.Layer && !tiled.Contains(x.Name)).Sum(x => x.ElementCount);
+                bool Tiles(ParameterInfo x) => tiled.Contains(x.Name) && Options.Offload.Policy != OffloadPolicy.None;
+                long count = store.Infos.Skip(i).TakeWhile(x => x.Layer == info.Layer && !Tiles(x)).Sum(x => x.ElementCount);
                 open = new ZChunk(chunks.Count, info.Offset, count, _dp);
                 open.Users.Add(info.Layer);
+            }
+            if (extraUsers.TryGetValue(info.Name, out var sharedWith))
+            {
+                // A tied embedding's layer chunk is also gathered for the head's layer and reduced after its last use.
+                open.Users.AddRange(sharedWith.Where(l => !open.Users.Contains(l)));
             }
             openParams.Add(i);
         }
