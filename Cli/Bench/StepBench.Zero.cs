@@ -32,11 +32,11 @@ internal static partial class StepBench
         {
             variants.Add(new EngineVariant($"zero{stage}", stage, OffloadSpec.None));
         }
-        if (offloads.Any(o => o.Policy == OffloadPolicy.Auto) && !variants.Any(IsAutoReference))
+        if (offloads.Any(o => o.Policy == OffloadPolicy.Auto))
         {
-            variants.Add(new EngineVariant("zero3", 3, OffloadSpec.None));
+            variants.Add(new EngineVariant($"offload-{AutoReference}", 3, AutoReference));
         }
-        foreach (var offload in offloads.Where(o => o.Policy != OffloadPolicy.None).Distinct())
+        foreach (var offload in offloads.Where(o => o.Policy != OffloadPolicy.None && o != AutoReference).Distinct())
         {
             variants.Add(new EngineVariant($"offload-{offload}", stage, offload));
         }
@@ -44,7 +44,13 @@ internal static partial class StepBench
     }
 
     /// <summary>The variant whose peak the auto budget starts from: stage 3, everything on the device.</summary>
-    internal static bool IsAutoReference(EngineVariant variant) => variant.Stage == 3 && variant.Offload.Policy == OffloadPolicy.None;
+    /// <summary>
+    /// The auto variant's reference: stage 3 with every state on the device but the placement machinery of offload on
+    /// (vocabulary tiles, so no [B·T, V] logits): its peak less half the states is a budget that sends about half off.
+    /// </summary>
+    internal static readonly OffloadSpec AutoReference = new(OffloadPolicy.Static, 0, 0);
+
+    internal static bool IsAutoReference(EngineVariant variant) => variant.Stage == 3 && variant.Offload == AutoReference;
 
     /// <summary>What the engine cannot run, refused before any work.</summary>
     /// <exception cref="UsageException">a stage other than 0, 2 or 3; fp16 with engine variants; auto without a warm-up step.</exception>
@@ -95,9 +101,9 @@ internal static partial class StepBench
         if (budget <= inUse)
         {
             throw new UsageException(string.Create(CultureInfo.InvariantCulture,
-                $"--offload auto: the budget of {budget:N0} bytes (zero3 peak {referencePeakBytes:N0} − ½·16 bytes × {config.ParameterCount:N0} parameters) leaves nothing for the model; use a larger --batch or --seq"));
+                $"--offload auto: the budget of {budget:N0} bytes (offload-static:0,0 peak {referencePeakBytes:N0} − ½·16 bytes × {config.ParameterCount:N0} parameters) leaves nothing for the model; use a larger --batch or --seq"));
         }
-        progress.WriteLine(F($"step: {variant.Name}: device budget {budget:N0} bytes = zero3 peak {referencePeakBytes:N0} − half of {ModelStateBytesPerParameter * config.ParameterCount:N0} bytes of model states"));
+        progress.WriteLine(F($"step: {variant.Name}: device budget {budget:N0} bytes = offload-static:0,0 peak {referencePeakBytes:N0} − half of {ModelStateBytesPerParameter * config.ParameterCount:N0} bytes of model states"));
         allocator.LimitBytes = budget;
         try
         {

@@ -17,9 +17,10 @@ public class BenchStepOffloadTests
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var runs = doc.RootElement.GetProperty("runs").EnumerateArray().ToArray();
-        // zero3 (stage 3, everything on the device) runs before auto: its peak is the reference of the budget.
-        Assert.Equal(["baseline", "zero3", "offload-auto"], runs.Select(x => x.GetProperty("name").GetString()));
-        var (baseline, zero3, auto) = (runs[0], runs[1], runs[2]);
+        // offload-static:0,0 (stage 3, every state on the device, vocabulary tiles) runs before auto: its peak is the
+        // reference of the budget.
+        Assert.Equal(["baseline", "offload-static:0,0", "offload-auto"], runs.Select(x => x.GetProperty("name").GetString()));
+        var (baseline, reference, auto) = (runs[0], runs[1], runs[2]);
 
         // The baseline keeps everything on the device and has no budget.
         Assert.Equal(0, baseline.GetProperty("offDeviceFraction").GetDouble());
@@ -27,11 +28,11 @@ public class BenchStepOffloadTests
         Assert.Equal(1, baseline.GetProperty("ratioToBaseline").GetDouble());
         Assert.Equal(JsonValueKind.Null, baseline.GetProperty("deviceBudgetBytes").ValueKind);
 
-        // Budget = zero3 peak − ½ · 16 bytes · N.
+        // Budget = the reference's peak − ½ · 16 bytes · N.
         var config = ModelConfig.Named("gpt-tiny", 64);
         long budget = auto.GetProperty("deviceBudgetBytes").GetInt64();
-        Assert.Equal(zero3.GetProperty("peakDeviceBytes").GetInt64() - (8 * config.ParameterCount), budget);
-        Assert.Equal(0, zero3.GetProperty("offDeviceFraction").GetDouble());
+        Assert.Equal(reference.GetProperty("peakDeviceBytes").GetInt64() - (8 * config.ParameterCount), budget);
+        Assert.Equal(0, reference.GetProperty("offDeviceFraction").GetDouble());
         long peak = auto.GetProperty("peakDeviceBytes").GetInt64();
         Assert.True(peak > 0 && peak <= budget, $"offload-auto peak {peak} bytes, budget {budget} bytes");
         double offDevice = auto.GetProperty("offDeviceFraction").GetDouble();
@@ -57,13 +58,13 @@ public class BenchStepOffloadTests
         var spec = new StepBenchSpec("gpt-tiny", 2, 16, 1, 1, Precision.Fp32, Zero: 3,
             Offloads: [OffloadSpec.Parse("auto"), OffloadSpec.Parse("static:0,0.5"), OffloadSpec.Parse("auto"), OffloadSpec.None]);
         var variants = StepBench.EngineVariants(spec);
-        Assert.Equal(["zero3", "offload-auto", "offload-static:0,0.5"], variants.Select(v => v.Name));
+        Assert.Equal(["zero3", "offload-static:0,0", "offload-auto", "offload-static:0,0.5"], variants.Select(v => v.Name));
         Assert.All(variants, v => Assert.Equal(3, v.Stage));
-        // Without --zero the engine runs at stage 2, as hal train chooses it, and auto brings its reference zero3 along.
+        // Without --zero the engine runs at stage 2, as hal train chooses it, and auto brings its stage-3 reference along.
         var stage2 = StepBench.EngineVariants(spec with { Zero = 0, Offloads = [OffloadSpec.Parse("auto")] });
-        Assert.Equal(["zero3", "offload-auto"], stage2.Select(v => v.Name));
+        Assert.Equal(["offload-static:0,0", "offload-auto"], stage2.Select(v => v.Name));
         Assert.Equal([3, 2], stage2.Select(v => v.Stage));
-        Assert.Equal(["zero2", "zero3", "offload-auto"], StepBench.EngineVariants(spec with { Zero = 2, Offloads = [OffloadSpec.Parse("auto")] }).Select(v => v.Name));
+        Assert.Equal(["zero2", "offload-static:0,0", "offload-auto"], StepBench.EngineVariants(spec with { Zero = 2, Offloads = [OffloadSpec.Parse("auto")] }).Select(v => v.Name));
         // No --zero and no --offload: the baseline only.
         Assert.Empty(StepBench.EngineVariants(spec with { Zero = 0, Offloads = null }));
     }
