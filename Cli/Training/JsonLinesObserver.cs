@@ -53,6 +53,10 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteString("backend", start.Backend);
             w.WriteNumber("dp", start.Dp);
             w.WriteNumber("tp", start.Tp);
+            w.WriteNumber("sp", start.Sp);
+            w.WriteString("spMode", start.SpMode);
+            w.WriteNumber("zero", start.Zero);
+            w.WriteString("offload", start.Offload);
             WriteNumber(w, "corpusEntropy", start.CorpusEntropy);
             w.WriteString("precision", start.Precision);
             w.WriteString("optimizer", start.Optimizer);

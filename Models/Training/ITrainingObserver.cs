@@ -5,6 +5,18 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
 {
     /// <summary>Tensor-parallel ranks per data-parallel replica (the job runs on Dp·Tp ranks).</summary>
     public int Tp { get; init; } = 1;
+
+    /// <summary>Sequence-parallel ranks per data-parallel replica (the job runs on Dp·Tp·Sp ranks).</summary>
+    public int Sp { get; init; } = 1;
+
+    /// <summary>How attention spans the sequence when <see cref="Sp"/> &gt; 1: "ring" or "ulysses".</summary>
+    public string SpMode { get; init; } = "ring";
+
+    /// <summary>ZeRO stage (0–3).</summary>
+    public int Zero { get; init; }
+
+    /// <summary>The <c>--offload</c> policy as given: none, static:P,O or auto.</summary>
+    public string Offload { get; init; } = "none";
 }
 
 /// <summary>One optimizer step (a line of <c>--json-log</c>); Skipped: a gradient was Inf/NaN and dynamic loss scaling skipped the update.</summary>

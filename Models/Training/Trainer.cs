@@ -424,7 +424,14 @@ public static partial class Trainer
         {
             observer.OnStart(new TrainStart(job.Model.Name, job.Model.ParameterCount, device.Id.ToString(), dp, job.Dataset.EntropyRateNats,
                 config.Steps, config.Batch, config.Seq, job.Dataset.Description, config.Precision.ToString().ToLowerInvariant(),
-                config.Optimizer.ToString().ToLowerInvariant(), startStep) { Tp = config.Tp });
+                config.Optimizer.ToString().ToLowerInvariant(), startStep)
+            {
+                Tp = config.Tp,
+                Sp = config.Sp,
+                SpMode = config.SpMode.ToString().ToLowerInvariant(),
+                Zero = config.Zero,
+                Offload = config.Offload.ToString(),
+            });
         }
 
         int tokensPerStep = config.Batch * config.Seq;

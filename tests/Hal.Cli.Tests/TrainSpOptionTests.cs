@@ -12,9 +12,24 @@ public sealed class TrainSpOptionTests
     [InlineData("ring")]
     public void SpTwoTrainsFromTheCommandLine(string mode)
     {
-        var r = CliRunner.Run("train", "--sp", "2", "--sp-mode", mode, "--steps", "2", "--batch", "4", "--seq", "16", "--log-every", "1");
-        Assert.True(r.ExitCode == 0, r.Stderr);
-        Assert.Contains("done: 2 steps, final loss ", r.Stdout);
+        string log = Path.Combine(Path.GetTempPath(), $"hal-sp-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            var r = CliRunner.Run("train", "--sp", "2", "--sp-mode", mode, "--steps", "2", "--batch", "4", "--seq", "16", "--log-every", "1", "--json-log", log);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            Assert.Contains("done: 2 steps, final loss ", r.Stdout);
+            // The start line says the layout.
+            using var start = System.Text.Json.JsonDocument.Parse(File.ReadLines(log).First());
+            Assert.Equal(2, start.RootElement.GetProperty("sp").GetInt32());
+            Assert.Equal(mode, start.RootElement.GetProperty("spMode").GetString());
+            Assert.Equal(1, start.RootElement.GetProperty("tp").GetInt32());
+            Assert.Equal(0, start.RootElement.GetProperty("zero").GetInt32());
+            Assert.Equal("none", start.RootElement.GetProperty("offload").GetString());
+        }
+        finally
+        {
+            File.Delete(log);
+        }
     }
 
     [Fact]
