@@ -52,7 +52,7 @@ public sealed record ModelConfig
     public int HeadSize => Channels / Heads;
 
     /// <summary>The names <see cref="Named"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small"];
+    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt-tiny-long", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small"];
 
     /// <summary>
     /// A named configuration. The tiny models take the vocabulary of the data they train on
@@ -65,6 +65,8 @@ public sealed record ModelConfig
         return name switch
         {
             "gpt-tiny" => Gpt2(name, layers: 2, heads: 4, channels: 128, vocabSize, contextLength: 64),
+            // gpt-tiny with a 4096-token context: small enough to train long sequences on a CPU, for sequence parallelism.
+            "gpt-tiny-long" => Gpt2(name, layers: 2, heads: 4, channels: 128, vocabSize, contextLength: 4096),
             "gpt2-small" => Gpt2(name, layers: 6, heads: 6, channels: 384, 50257, contextLength: 256),
             "gpt2-124m" => Gpt2(name, layers: 12, heads: 12, channels: 768, 50257, contextLength: 1024),
             "llama-tiny" => Llama(name, layers: 2, heads: 4, kvHeads: 2, channels: 128, vocabSize, contextLength: 64),
