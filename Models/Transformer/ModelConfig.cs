@@ -52,7 +52,7 @@ public sealed record ModelConfig
     public int HeadSize => Channels / Heads;
 
     /// <summary>The names <see cref="Named"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt-tiny-long", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small"];
+    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small", "gpt-tiny-long"];
 
     /// <summary>
     /// A named configuration. The tiny models take the vocabulary of the data they train on
