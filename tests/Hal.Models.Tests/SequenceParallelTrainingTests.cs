@@ -22,19 +22,6 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
 
     private static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
 
-    private static (int[] Ids, int[] Targets) Tokens(int seed)
-    {
-        var rng = new Random(seed);
-        var ids = new int[Batch * Time];
-        var targets = new int[Batch * Time];
-        for (int i = 0; i < ids.Length; i++)
-        {
-            ids[i] = rng.Next(Vocab);
-            targets[i] = rng.Next(Vocab);
-        }
-        return (ids, targets);
-    }
-
     /// <summary>
     /// The global positions rank r holds, written out independently of the code under test: ring cuts T into 2·sp
     /// chunks and gives rank r chunks r and 2·sp−1−r; Ulysses gives rank r the run [r·Tl, (r+1)·Tl).
@@ -60,22 +47,6 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     }
 
     /// <summary>One forward/backward of the single-device model: loss and every gradient by name.</summary>
-    private static (double Loss, Dictionary<string, double[]> Grads) SingleDevice(ModelConfig config, int[] ids, int[] targets)
-    {
-        using var device = new CpuBackend().Open(0);
-        var ops = new Ops(device);
-        using var model = new TransformerModel(ops, config);
-        model.Initialize(Seed);
-        var shape = new Shape(Batch, Time);
-        using var idsT = ops.FromArray(Array.ConvertAll(ids, v => (double)v), shape, DType.I32);
-        using var targetsT = ops.FromArray(Array.ConvertAll(targets, v => (double)v), shape, DType.I32);
-        double loss = model.Forward(idsT, targetsT);
-        model.Backward();
-        var grads = model.Parameters.Infos.Select((info, i) => (info.Name, ops.ToDoubleArray(model.Parameters.Grad(i))))
-            .ToDictionary(g => g.Name, g => g.Item2, StringComparer.Ordinal);
-        return (loss, grads);
-    }
-
     /// <summary>
     /// One forward/backward over a dp × sp mesh: each replica takes its B/dp rows, each sp rank its placed tokens of
     /// them; gradients are summed over sp and averaged over dp. Returns rank 0's loss (averaged over dp), its
@@ -167,8 +138,8 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     {
         const int dataSeed = 11;
         var config = Tiny(name);
-        var (ids, targets) = Tokens(dataSeed);
-        var single = SingleDevice(config, ids, targets);
+        var (ids, targets) = TensorParallelTrainingTests.Tokens(dataSeed, Time);
+        var single = TensorParallelTrainingTests.SingleDevice(config, ids, targets);
         var parallel = Parallel(config, dp, sp, mode, ids, targets);
         string what = $"{name} dp {dp} sp {sp} {mode}, data seed {dataSeed}";
         // fp32: the loss is a sum of the same per-token losses in another grouping, and ring attention merges partial
@@ -223,17 +194,6 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     }
 
     // Five AdamW steps of the trainer (warm-up 2, clipping at 1 on): the loss curve of every layout.
-    private static readonly TrainConfig FiveSteps = new()
-    {
-        Model = "gpt-tiny",
-        Steps = 5,
-        Batch = 4,
-        Seq = 16,
-        WarmupSteps = 2,
-        LearningRate = 3e-3,
-        LogEvery = 1,
-    };
-
     [Theory]
     [InlineData("gpt-tiny", 1, 2, SequenceParallelMode.Ring)]
     [InlineData("gpt-tiny", 1, 4, SequenceParallelMode.Ring)]
@@ -245,20 +205,14 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     [InlineData("llama-tiny", 2, 2, SequenceParallelMode.Ulysses)]
     public void FiveAdamWStepsFollowTheSingleDeviceCurve(string model, int dp, int sp, SequenceParallelMode mode)
     {
-        var job = FiveSteps with { Model = model };
+        var job = TensorParallelTrainingTests.FiveSteps with { Model = model };
         var single = TrainerTests.Train(job, 1);
         var parallel = TrainerTests.Train(job with { Dp = dp, Sp = sp, SpMode = mode }, dp * sp);
         // fp32 reordered sums (the loss over ranks, ring attention's lse merges, gradients summed over sp): the same
         // 1e-5 relative bound as one forward; the clipping norm sees the full gradient, else clipped steps would part.
-        double worst = single.Losses.Zip(parallel.Losses, (e, a) => Math.Abs(a - e) / Math.Abs(e)).Max();
+        double worst = TensorParallelTrainingTests.WorstRelative(single.Losses, parallel.Losses);
         output.WriteLine($"{model} dp {dp} sp {sp} {mode}: worst loss relative difference over 5 steps {worst:E2}");
-        Assert.Equal(single.Losses.Count, parallel.Losses.Count);
-        for (int i = 0; i < single.Losses.Count; i++)
-        {
-            double bound = 1e-5 * Math.Abs(single.Losses[i]);
-            Assert.True(Math.Abs(single.Losses[i] - parallel.Losses[i]) <= bound,
-                $"{model} dp {dp} sp {sp} {mode}: step {i + 1} loss {parallel.Losses[i]:R} vs single-device {single.Losses[i]:R} (bound {bound:E2})");
-        }
+        TensorParallelTrainingTests.AssertCurvesClose(single.Losses, parallel.Losses, 1e-5, $"{model} dp {dp} sp {sp} {mode}");
     }
 
     [Theory]
@@ -267,7 +221,7 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     [InlineData(SequenceParallelMode.Ulysses, 4, 10, "multiple of 4")]
     public void SequenceNotDivisibleIsRefusedBeforeAnyWork(SequenceParallelMode mode, int sp, int seq, string reason)
     {
-        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Sp = sp, SpMode = mode, Seq = seq }, sp));
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(TensorParallelTrainingTests.FiveSteps with { Sp = sp, SpMode = mode, Seq = seq }, sp));
         Assert.Contains($"--seq {seq}", e.Message, StringComparison.Ordinal);
         Assert.Contains(reason, e.Message, StringComparison.Ordinal);
     }
@@ -276,7 +230,7 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     public void UlyssesWithHeadsNotDivisibleBySpIsRefused()
     {
         // llama-tiny has 2 key/value heads: 4 ranks cannot each hold whole ones (ring could: it splits tokens only).
-        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Model = "llama-tiny", Sp = 4, SpMode = SequenceParallelMode.Ulysses }, 4));
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(TensorParallelTrainingTests.FiveSteps with { Model = "llama-tiny", Sp = 4, SpMode = SequenceParallelMode.Ulysses }, 4));
         Assert.Contains("key/value heads (2)", e.Message, StringComparison.Ordinal);
     }
 
@@ -288,14 +242,14 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
     public void SpWithTpZeroOrOffloadIsRefused(int tp, int zero, string offload)
     {
         var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(
-            FiveSteps with { Sp = 2, Tp = tp, Zero = zero, Offload = Zero.OffloadSpec.Parse(offload) }, 2 * tp));
+            TensorParallelTrainingTests.FiveSteps with { Sp = 2, Tp = tp, Zero = zero, Offload = Zero.OffloadSpec.Parse(offload) }, 2 * tp));
         Assert.Contains("do not run together yet", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void DpTimesSpDifferentFromTheRanksIsRefused()
     {
-        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with { Dp = 2, Sp = 2 }, 2));
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(TensorParallelTrainingTests.FiveSteps with { Dp = 2, Sp = 2 }, 2));
         Assert.Contains("--dp 2 × --tp 1 × --sp 2 = 4 ranks, but 2 are running", e.Message, StringComparison.Ordinal);
     }
 }

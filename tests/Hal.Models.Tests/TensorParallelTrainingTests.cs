@@ -20,13 +20,14 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
     private const ulong Seed = 2024;
 
     /// <summary>One forward/backward of the single-device model: loss and every gradient by name.</summary>
-    private static (double Loss, Dictionary<string, double[]> Grads) SingleDevice(ModelConfig config, int[] ids, int[] targets)
+    internal static (double Loss, Dictionary<string, double[]> Grads) SingleDevice(ModelConfig config, int[] ids, int[] targets)
     {
         using var device = new CpuBackend().Open(0);
         var ops = new Ops(device);
         using var model = new TransformerModel(ops, config);
         model.Initialize(Seed);
-        var shape = new Shape(Batch, Time);
+        // Batch rows of whatever length the tokens have (the sequence-parallel tests use longer ones).
+        var shape = new Shape(Batch, ids.Length / Batch);
         using var idsT = ops.FromArray(Array.ConvertAll(ids, v => (double)v), shape, DType.I32);
         using var targetsT = ops.FromArray(Array.ConvertAll(targets, v => (double)v), shape, DType.I32);
         double loss = model.Forward(idsT, targetsT);
@@ -122,11 +123,12 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
 
     private static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
 
-    private static (int[] Ids, int[] Targets) Tokens(int seed)
+    /// <summary>Batch × <paramref name="time"/> random ids and targets below the vocabulary, from <paramref name="seed"/>.</summary>
+    internal static (int[] Ids, int[] Targets) Tokens(int seed, int time = Time)
     {
         var rng = new Random(seed);
-        var ids = new int[Batch * Time];
-        var targets = new int[Batch * Time];
+        var ids = new int[Batch * time];
+        var targets = new int[Batch * time];
         for (int i = 0; i < ids.Length; i++)
         {
             ids[i] = rng.Next(Vocab);
@@ -233,7 +235,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
     }
 
     // Five AdamW steps of the trainer (warm-up 2, clipping at 1 on): the loss curve of every layout.
-    private static readonly TrainConfig FiveSteps = new()
+    internal static readonly TrainConfig FiveSteps = new()
     {
         Model = "gpt-tiny",
         Steps = 5,
@@ -366,10 +368,10 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
         Assert.Contains("do not run together yet", e.Message, StringComparison.Ordinal);
     }
 
-    private static double WorstRelative(IReadOnlyList<double> expected, IReadOnlyList<double> actual) =>
+    internal static double WorstRelative(IReadOnlyList<double> expected, IReadOnlyList<double> actual) =>
         expected.Zip(actual, (e, a) => Math.Abs(a - e) / Math.Abs(e)).Max();
 
-    private static void AssertCurvesClose(IReadOnlyList<double> expected, IReadOnlyList<double> actual, double relative, string what)
+    internal static void AssertCurvesClose(IReadOnlyList<double> expected, IReadOnlyList<double> actual, double relative, string what)
     {
         Assert.Equal(expected.Count, actual.Count);
         for (int i = 0; i < expected.Count; i++)
