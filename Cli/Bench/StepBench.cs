@@ -29,12 +29,17 @@ internal sealed record StepBenchRun(string Name, double TokensPerSec, double Med
 /// <summary>
 /// <c>hal bench step --json</c>: the setup (model, backend, device, batch, seq, precision, steps), the FLOP count
 /// (parameters, matmulParameters, flopsPerToken and the formula as text), the host FMA peak measured in the same run,
-/// and one entry per variant in <c>runs</c> (<c>baseline</c> first; <c>--zero</c> and <c>--offload</c> add entries, not fields).
+/// and one entry per variant in <c>runs</c> (<c>baseline</c> first; <c>--zero</c> and <c>--offload</c> add entries, not fields);
+/// with <c>--layout</c>, <c>layouts</c>: the same steps through the trainer on one device and under each parallel layout.
 /// </summary>
 internal sealed record StepBenchResult(
     string Model, string Backend, string Device, int Batch, int Seq, string Precision, int WarmupSteps, int Steps,
     long Parameters, long MatmulParameters, double FlopsPerToken, string FlopFormula, double PeakGflops, int PeakVectorBits,
-    IReadOnlyList<StepBenchRun> Runs);
+    IReadOnlyList<StepBenchRun> Runs)
+{
+    /// <summary>With <c>--layout</c>: the single-device trainer run, then each layout (StepBench.Layouts.cs); else null.</summary>
+    public IReadOnlyList<StepBenchLayoutRun>? Layouts { get; init; }
+}
 
 /// <summary>
 /// Model FLOPs of one training step, per token, as the scaling-law literature counts them: 6·N + 12·L·C·T, where N is the

@@ -48,10 +48,18 @@ internal static class BenchStepCommand
             Arity = ArgumentArity.ZeroOrMore,
             AllowMultipleArgumentsPerToken = false,
         };
+        var layout = new Option<string[]>("--layout")
+        {
+            Description = "Also run the steps through hal train's trainer on in-process ranks under this parallel layout, repeatable: hal train options as key=value pairs separated by commas " +
+                $"({string.Join(", ", StepBenchLayout.KeyNames)}), e.g. dp=2,tp=2. Reports tokens/s against one device through the same trainer, peak bytes per rank and bytes sent per rank per step (counted).",
+            HelpName = "KEY=VALUE,...",
+            Arity = ArgumentArity.ZeroOrMore,
+            AllowMultipleArgumentsPerToken = false,
+        };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (see docs/training.md) instead of a table." };
         var step = new Command("step", "Tokens/s, achieved GFLOP/s (6·N + 12·L·C·T per token) and MFU of whole training steps: forward, backward, optimizer.")
         {
-            model, backend, batch, seq, steps, warmup, vocab, precision, zero, offload, json,
+            model, backend, batch, seq, steps, warmup, vocab, precision, zero, offload, layout, json,
         };
         step.SetAction(parse =>
         {
@@ -71,6 +79,7 @@ internal static class BenchStepCommand
                 Zero: parse.GetValue(zero) ?? 0,
                 Offloads: [.. (parse.GetValue(offload) ?? []).Select(ParseOffload)]);
             StepBench.Config(spec);
+            var layouts = (parse.GetValue(layout) ?? []).Select(StepBenchLayout.Parse).ToList();
             using var session = globals.OpenSession(parse);
             var b = session.Runtime.GetBackend(parse.GetValue(backend) ?? "cpu");
             var probe = b.Probe();
@@ -82,6 +91,10 @@ internal static class BenchStepCommand
             var stdout = parse.InvocationConfiguration.Output;
             // Progress goes to stderr so that --json output on stdout stays parseable.
             var result = StepBench.Run(device, spec, parse.InvocationConfiguration.Error);
+            if (layouts.Count > 0)
+            {
+                result = result with { Layouts = StepBench.RunLayouts(() => b.Open(0), spec, layouts, parse.InvocationConfiguration.Error) };
+            }
             if (parse.GetValue(json))
             {
                 stdout.WriteLine(JsonSerializer.Serialize(result, JsonOptions));
@@ -150,5 +163,22 @@ internal static class BenchStepCommand
             table.AddRow([.. cells]);
         }
         console.Write(table);
+        if (r.Layouts is { } layouts)
+        {
+            var lt = new Table().AddColumns("layout", "ranks", "tokens/s", "median step ms", "vs one device", "peak bytes per rank", "bytes sent per rank per step", "last loss");
+            foreach (var l in layouts)
+            {
+                lt.AddRow(
+                    Markup.Escape(l.Layout),
+                    l.Ranks.ToString(CultureInfo.InvariantCulture),
+                    l.TokensPerSec.ToString("0", CultureInfo.InvariantCulture),
+                    l.MedianStepMs.ToString("0.0", CultureInfo.InvariantCulture),
+                    l.RatioToSingle.ToString("0.00", CultureInfo.InvariantCulture),
+                    l.PeakDeviceBytesPerRank.ToString("N0", CultureInfo.InvariantCulture),
+                    l.CommBytesPerStep.ToString("N0", CultureInfo.InvariantCulture),
+                    l.LastLoss.ToString("0.0000", CultureInfo.InvariantCulture));
+            }
+            console.Write(lt);
+        }
     }
 }

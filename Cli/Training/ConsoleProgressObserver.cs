@@ -84,6 +84,10 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         {
             _out.WriteLine(F($"  off the device: host {end.HostBytes:N0} bytes, NVMe {end.NvmeBytes:N0} bytes; traffic between tiers {end.TierTrafficBytes:N0} bytes"));
         }
+        if (end.CommunicationBytesPerStep > 0)
+        {
+            _out.WriteLine(F($"  communication: {end.CommunicationBytesPerStep:N0} bytes sent per rank per step (most: {end.CommunicationBytesPerStepMax:N0})"));
+        }
         _out.WriteLine("  checkpoint: " + (end.CheckpointDir ?? "none (give --out DIR to write one)"));
         _out.WriteLine("  elapsed: " + Duration(end.Elapsed));
         _out.Flush();

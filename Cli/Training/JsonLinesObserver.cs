@@ -8,7 +8,7 @@ namespace Hal.Cli.Training;
 /// <c>--json-log F</c>: one JSON object per line, camelCase, numbers in invariant form. The first line is
 /// <c>{"event":"start", model, parameters, backend, dp, corpusEntropy, precision, optimizer, batch, seq, steps, data, startStep}</c>,
 /// then one <c>{"event":"step", step, loss, lr, tokensPerSec, gradNorm, skipped, lossScale}</c> per optimizer step, and last
-/// <c>{"event":"end", finalLoss, tokensPerSec, peakDeviceBytes, modelStateBytes, hostBytes, nvmeBytes, tierTrafficBytes, steps, skippedSteps, corpusEntropy, checkpointDir, elapsedSeconds}</c>.
+/// <c>{"event":"end", finalLoss, tokensPerSec, peakDeviceBytes, modelStateBytes, hostBytes, nvmeBytes, tierTrafficBytes, commBytesPerStep, commBytesPerStepMax, steps, skippedSteps, corpusEntropy, checkpointDir, elapsedSeconds}</c>.
 /// A number that is NaN or ±Inf (a diverged loss) is written as <c>null</c>, so every line stays valid JSON. Each line is
 /// flushed as it is written: a run that crashes leaves a log that parses up to its last step.
 /// </summary>
@@ -102,6 +102,8 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteNumber("hostBytes", end.HostBytes);
             w.WriteNumber("nvmeBytes", end.NvmeBytes);
             w.WriteNumber("tierTrafficBytes", end.TierTrafficBytes);
+            w.WriteNumber("commBytesPerStep", Math.Round(end.CommunicationBytesPerStep));
+            w.WriteNumber("commBytesPerStepMax", Math.Round(end.CommunicationBytesPerStepMax));
             w.WriteNumber("steps", end.Steps);
             w.WriteNumber("skippedSteps", end.SkippedSteps);
             WriteNumber(w, "corpusEntropy", end.CorpusEntropy);

@@ -36,6 +36,16 @@ public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDe
 
     /// <summary>Bytes moved between device, host and NVMe over the run, all ranks (0 without offload).</summary>
     public long TierTrafficBytes { get; init; }
+
+    /// <summary>
+    /// Bytes one rank sent per step on every group (data, tensor, pipeline, sequence parallel), averaged over the
+    /// ranks and over the steps after the first, checkpoints excluded; counted per call as ring algorithms move them
+    /// (<see cref="Hal.Collectives.CommunicationTally"/>). 0 on one rank.
+    /// </summary>
+    public double CommunicationBytesPerStep { get; init; }
+
+    /// <summary>As <see cref="CommunicationBytesPerStep"/>, for the rank that sent the most.</summary>
+    public double CommunicationBytesPerStepMax { get; init; }
 }
 
 /// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Hal.Collectives;
 using Hal.Collectives.InProcess;
 using Hal.Models.Checkpoints;
 using Hal.Models.Data;
@@ -47,7 +48,8 @@ public static partial class Trainer
         TrainEnd? end = null;
         if (world is not null)
         {
-            end = RunRank(job, devices[0], world, observer, cancellationToken);
+            // The wrapper counts what this rank sends (the caller owns the world: the wrapper is not disposed).
+            end = RunRank(job, devices[0], new CountingCommunicator(world), observer, cancellationToken);
         }
         else if (ranks == 1)
         {
@@ -57,7 +59,7 @@ public static partial class Trainer
         {
             InProcessWorld.Run(devices, comm =>
             {
-                var result = RunRank(job, devices[comm.Rank], comm, comm.Rank == 0 ? observer : NullObserver.Instance, cancellationToken);
+                var result = RunRank(job, devices[comm.Rank], new CountingCommunicator(comm), comm.Rank == 0 ? observer : NullObserver.Instance, cancellationToken);
                 if (comm.Rank == 0)
                 {
                     end = result;
@@ -452,10 +454,14 @@ public static partial class Trainer
         var runClock = Stopwatch.StartNew();
         double smoothedTokensPerSec = 0;
         long stepsRun = 0;
+        // Bytes this rank sent during the steps after the first (the first may differ: buffers, warm-up), checkpoints excluded.
+        var tally = (comm as CountingCommunicator)?.Tally;
+        long steadyStepBytes = 0, firstStepBytes = 0;
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var stepClock = Stopwatch.StartNew();
+            long bytesBefore = tally?.TotalBytes ?? 0;
             loader.Next(globalInputs, globalTargets);
             store.ZeroGrads(ops);
             double lossSum = 0;
@@ -516,6 +522,15 @@ public static partial class Trainer
             device.Synchronize();
             losses.Add(loss);
             stepsRun++;
+            long stepBytes = (tally?.TotalBytes ?? 0) - bytesBefore;
+            if (stepsRun == 1)
+            {
+                firstStepBytes = stepBytes;
+            }
+            else
+            {
+                steadyStepBytes += stepBytes;
+            }
             double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
             // The first step pays for kernel compilation and allocation; average the rest.
             smoothedTokensPerSec = stepsRun <= 2 ? tokensPerSec : (0.9 * smoothedTokensPerSec) + (0.1 * tokensPerSec);
@@ -595,8 +610,12 @@ public static partial class Trainer
             observer.OnMessage($"NVMe: {engine.PrefetchedReads} parameter fetches of rank 0 were read from disk while the layer before computed");
         }
         double hostBytes = tiers.HostBytes, nvmeBytes = tiers.NvmeBytes, trafficBytes = tiers.TierTrafficBytes;
+        double commPerStep = stepsRun > 1 ? steadyStepBytes / (double)(stepsRun - 1) : firstStepBytes;
+        double commPerStepMax = commPerStep;
         if (comm is not null)
         {
+            commPerStepMax = MaxScalar(comm, ops, commPerStep);
+            commPerStep = DataParallel.SumScalar(comm, ops, commPerStep) / comm.Size;
             modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
             hostBytes = DataParallel.SumScalar(comm, ops, hostBytes);
             nvmeBytes = DataParallel.SumScalar(comm, ops, nvmeBytes);
@@ -608,6 +627,8 @@ public static partial class Trainer
             HostBytes = (long)hostBytes,
             NvmeBytes = (long)nvmeBytes,
             TierTrafficBytes = (long)trafficBytes,
+            CommunicationBytesPerStep = commPerStep,
+            CommunicationBytesPerStepMax = commPerStepMax,
         };
         if (worldRank == 0)
         {

@@ -77,7 +77,7 @@ public class BenchStepTests
     {
         var r = CliRunner.Run("bench", "step", "--help");
         Assert.Equal(0, r.ExitCode);
-        foreach (string option in new[] { "--model", "--backend", "--batch", "--seq", "--steps", "--warmup", "--precision", "--zero", "--offload", "--json" })
+        foreach (string option in new[] { "--model", "--backend", "--batch", "--seq", "--steps", "--warmup", "--precision", "--zero", "--offload", "--layout", "--json" })
         {
             Assert.Contains(option, r.Stdout);
         }
