@@ -15,6 +15,12 @@ namespace Hal.Models.Nn;
 /// </summary>
 public sealed class SplitGatherBlock
 {
+    /// <summary>Workspace key of the [Nl, C] scratch the split-gather modules share (a norm's output or input gradient on this rank's rows).</summary>
+    public const string LocalScratchKey = "sg.local";
+
+    /// <summary>Workspace key of the [N, C] scratch the split-gather modules share for gathered or partial gradients.</summary>
+    public const string FullGradientKey = "sg.d.full";
+
     private readonly Workspace _ws;
     private readonly Block _block;
     private readonly TensorParallelContext _tp;
@@ -58,9 +64,10 @@ public sealed class SplitGatherBlock
         var dtype = x.DType;
         _batch = batch;
         _time = time;
-        // The local norm output only feeds the gather: scratch shared by every block.
-        var normLocal = _ws.Get("sg.norm.local", new Shape(local, c), dtype);
-        var partial = _ws.Get("sg.partial", new Shape(n, c), dtype);
+        // Scratch shared by every block: the local norm output only feeds the gather, and the partial sums reuse
+        // the backward's norm-gradient buffer (forward and backward never overlap, recomputation included).
+        var normLocal = _ws.Get(LocalScratchKey, new Shape(local, c), dtype);
+        var partial = _ws.Get("d.block.norm", new Shape(n, c), dtype);
         var norm1 = _ws.Get(_norm1Key, new Shape(n, c), dtype, saved: true);
         var norm2 = _ws.Get(_norm2Key, new Shape(n, c), dtype, saved: true);
         _mid = _ws.Get(_midKey, new Shape(local, c), dtype, saved: true);
@@ -93,9 +100,9 @@ public sealed class SplitGatherBlock
         }
         int local = dResidual.Shape[0], c = dResidual.Shape[1], n = _batch * _time;
         var dtype = dResidual.DType;
-        var dFull = _ws.Get("sg.d.full", new Shape(n, c), dtype);
+        var dFull = _ws.Get(FullGradientKey, new Shape(n, c), dtype);
         var dNormFull = _ws.Get("d.block.norm", new Shape(n, c), dtype);
-        var dNormLocal = _ws.Get("sg.d.norm.local", new Shape(local, c), dtype);
+        var dNormLocal = _ws.Get(LocalScratchKey, new Shape(local, c), dtype);
 
         _tp.AllGather(dResidual, dFull);
         _block.FeedForward.Backward(dFull, dNormFull, accumulate: false);

@@ -64,7 +64,7 @@ public sealed class SplitGatherEmbedding : IDisposable
             var wpe = _store.Param(_positionName);
             // Row i of the flattened batch sits at position i mod T: this rank's rows are a contiguous run of them.
             var positions = _ws.Positions(batch, time).Slice(_tp.Rank * local, local);
-            var rows = _ws.Get("emb.wpe.rows", new Shape(local, wpe.Shape[1]), wpe.DType);
+            var rows = _ws.Get(SplitGatherBlock.LocalScratchKey, new Shape(local, wpe.Shape[1]), wpe.DType);
             ops.IndexSelect(wpe, 0, positions, rows);
             ops.Binary(BinaryOp.Add, x, rows, x);
         }
@@ -77,7 +77,7 @@ public sealed class SplitGatherEmbedding : IDisposable
         var ids = _ids ?? throw new InvalidOperationException("split-gather embedding: backward before forward");
         var ops = _ws.Ops;
         int batch = ids.Shape[0], time = ids.Shape[1], c = dx.Shape[1];
-        var full = _ws.Get("sg.d.full", new Shape(batch * time, c), dx.DType);
+        var full = _ws.Get(SplitGatherBlock.FullGradientKey, new Shape(batch * time, c), dx.DType);
         _tp.AllGather(dx, full);
         _gradient.Backward(ids, full, _store.Grad(_tokenName));
         if (_positionName is not null)

@@ -100,7 +100,7 @@ public sealed partial class TransformerModel
             _splitGatherBlocks![l].Forward(LocalResidual(l), LocalResidual(l + 1), b, t);
         }
         // The vocabulary-parallel head needs every row: its softmax statistics reduce over the ranks row by row.
-        var xfLocal = _ws.Get("sg.final.local", new Shape(local, c), dtype);
+        var xfLocal = _ws.Get(SplitGatherBlock.LocalScratchKey, new Shape(local, c), dtype);
         _finalNorm.Forward(LocalResidual(Config.Layers), xfLocal);
         var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
         tp.AllGather(xfLocal, xf);
@@ -113,10 +113,10 @@ public sealed partial class TransformerModel
         int layers = Config.Layers, b = _batch, t = _time, c = Config.Channels, n = b * t, local = LocalRows;
         var dtype = Options.ComputeDType;
         var tp = _tensorParallel!;
-        var dFinal = _ws.Get("d.final", new Shape(n, c), dtype);
+        var dFinal = _ws.Get(SplitGatherBlock.FullGradientKey, new Shape(n, c), dtype);
         _head!.Backward(lossScale, dFinal);
         // The head leaves its input gradient partial over the vocabulary: the reduce-scatter sums it and keeps our rows.
-        var dFinalLocal = _ws.Get("sg.d.final.local", new Shape(local, c), dtype);
+        var dFinalLocal = _ws.Get(SplitGatherBlock.LocalScratchKey, new Shape(local, c), dtype);
         tp.ReduceScatter(dFinal, dFinalLocal);
         var dResidual = _ws.Get("d.residual", new Shape(local, c), dtype);
         _finalNorm.Backward(dFinalLocal, dResidual, accumulate: false);

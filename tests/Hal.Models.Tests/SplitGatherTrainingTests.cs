@@ -71,7 +71,7 @@ public sealed class SplitGatherTrainingTests(ITestOutputHelper output)
         int layers = config.Layers, c = config.Channels, n = Batch / dp * Time, local = n / tp;
         string what = $"{name} dp {dp} tp {tp}";
         output.WriteLine($"{what}: bytes sent per rank plain {plain.BytesCommunicated}, split-gather {split.BytesCommunicated} (+{split.GradientSumBytes} norm gradients); " +
-            $"saved activations plain {plain.SavedActivationBytes}, split-gather {split.SavedActivationBytes}");
+            $"saved activations plain {plain.SavedActivationBytes}, split-gather {split.SavedActivationBytes}; workspace plain {plain.WorkspaceBytes}, split-gather {split.WorkspaceBytes}");
 
         // Per block each way: plain tp all-reduces twice, split-gather all-gathers twice and reduce-scatters twice;
         // the head: one all-reduce (backward) against one all-gather (forward) and one reduce-scatter (backward);
@@ -95,6 +95,10 @@ public sealed class SplitGatherTrainingTests(ITestOutputHelper output)
         long expectedShrink = (rowsSaved * c * sizeof(float) * ((layers + 1) + layers)) + (rowsSaved * sizeof(float) * normTensorsPerNorm * ((2L * layers) + 1));
         Assert.Equal(expectedShrink, plain.SavedActivationBytes - split.SavedActivationBytes);
         Assert.True(split.SavedActivationBytes < plain.SavedActivationBytes, $"{what}: saved {split.SavedActivationBytes} vs plain {plain.SavedActivationBytes}");
+        // The scratch split-gather adds (the lookup's partial rows, an [Nl, C] buffer) is what it no longer needs (the
+        // residual add's partial product, half the residual gradient), so the whole workspace shrinks by at least as much.
+        Assert.True(plain.WorkspaceBytes - split.WorkspaceBytes >= expectedShrink,
+            $"{what}: workspace {split.WorkspaceBytes} vs plain {plain.WorkspaceBytes}, expected at least {expectedShrink} less");
     }
 
     [Theory]

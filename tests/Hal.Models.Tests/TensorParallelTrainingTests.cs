@@ -39,13 +39,13 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
 
     /// <summary>What one forward/backward over a dp × tp mesh gave: rank 0's numbers and counters.</summary>
     internal sealed record ParallelResult(double Loss, Dictionary<string, double[]> Grads, double ReplicaSpread, long AllReduces,
-        long AllGathers, long ReduceScatters, long BytesCommunicated, long GradientSumBytes, long SavedActivationBytes);
+        long AllGathers, long ReduceScatters, long BytesCommunicated, long GradientSumBytes, long SavedActivationBytes, long WorkspaceBytes);
 
     /// <summary>
     /// One forward/backward over a dp × tp mesh of in-process ranks: each dp replica takes its B/dp rows, gradients
     /// are averaged over dp and gathered over tp. Returns rank 0's loss (averaged over dp) and full gradients, the
-    /// largest difference between tp ranks of a replicated parameter's gradient, and rank 0's traffic counters and
-    /// saved activation bytes. <paramref name="splitGather"/> turns on the sequence-parallel regions.
+    /// largest difference between tp ranks of a replicated parameter's gradient, and rank 0's traffic counters,
+    /// saved activation bytes and workspace bytes (activations and scratch). <paramref name="splitGather"/> turns on the sequence-parallel regions.
     /// </summary>
     internal static ParallelResult Parallel(ModelConfig config, int dp, int tp, int[] ids, int[] targets, bool splitGather = false)
     {
@@ -53,7 +53,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
         var devices = Enumerable.Range(0, dp * tp).Select(_ => backend.Open(0)).ToArray();
         double loss = double.NaN;
         double spread = 0;
-        long allReduces = 0, allGathers = 0, reduceScatters = 0, bytes = 0, gradientSumBytes = 0, savedBytes = 0;
+        long allReduces = 0, allGathers = 0, reduceScatters = 0, bytes = 0, gradientSumBytes = 0, savedBytes = 0, workspaceBytes = 0;
         var grads = new Dictionary<string, double[]>(StringComparer.Ordinal);
         var lockObject = new object();
         try
@@ -73,7 +73,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                 model.Backward();
                 var context = model.TensorParallel!;
                 long blockReduces = context.AllReduceCount;
-                long[] counters = [context.AllGatherCount, context.ReduceScatterCount, model.TensorParallelBytesCommunicated, context.GradientSumBytes, model.SavedActivationBytes];
+                long[] counters = [context.AllGatherCount, context.ReduceScatterCount, model.TensorParallelBytesCommunicated, context.GradientSumBytes, model.SavedActivationBytes, model.WorkspaceBytes];
                 var store = model.Parameters;
                 mesh.DpGroup.AllReduce(store.Grads, store.Grads, ReduceOp.Mean);
                 using var lossT = ops.FromArray([local], new Shape(1), DType.F64);
@@ -110,7 +110,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                     {
                         loss = ops.ToDoubleArray(lossT)[0];
                         allReduces = blockReduces;
-                        (allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes) = (counters[0], counters[1], counters[2], counters[3], counters[4]);
+                        (allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes, workspaceBytes) = (counters[0], counters[1], counters[2], counters[3], counters[4], counters[5]);
                         foreach (var (k, v) in mineGrads)
                         {
                             grads[k] = v;
@@ -126,7 +126,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                 d.Dispose();
             }
         }
-        return new ParallelResult(loss, grads, spread, allReduces, allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes);
+        return new ParallelResult(loss, grads, spread, allReduces, allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes, workspaceBytes);
     }
 
     internal static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
