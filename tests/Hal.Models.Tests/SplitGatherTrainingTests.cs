@@ -129,6 +129,18 @@ public sealed class SplitGatherTrainingTests(ITestOutputHelper output)
         TensorParallelTrainingTests.AssertCurvesClose(single.Losses, parallel.Losses, 1e-5, "checkpointed activations tp 2 split-gather");
     }
 
+    [Fact]
+    public void Bf16UnderSplitGatherFollowsTheBf16SingleDeviceCurve()
+    {
+        var job = TensorParallelTrainingTests.FiveSteps with { Model = "llama-tiny", Precision = Precision.Bf16 };
+        var single = TrainerTests.Train(job, 1);
+        var parallel = TrainerTests.Train(job with { Tp = 2, SpMode = SequenceParallelMode.SplitGather }, 2);
+        output.WriteLine($"bf16 llama-tiny tp 2 split-gather: worst loss relative difference {TensorParallelTrainingTests.WorstRelative(single.Losses, parallel.Losses):E2}");
+        // bf16 activations round the reduce-scattered partial sums to 8 significant bits in another grouping than one
+        // GEMM's: the bound of plain tp's bf16 test (1e-3 relative over 5 steps); measured 4.1e-4.
+        TensorParallelTrainingTests.AssertCurvesClose(single.Losses, parallel.Losses, 1e-3, "bf16 llama-tiny tp 2 split-gather");
+    }
+
     [Theory]
     [InlineData(2)]
     [InlineData(1)]
