@@ -44,7 +44,7 @@ public sealed partial class TransformerModel
     {
         if (Options.SequenceParallelRegions && Options.TensorParallel is null)
         {
-            throw new ArgumentException("sequence-parallel regions (split-gather) split the rows over the tensor-parallel group: set TensorParallel too", nameof(Options));
+            throw new ArgumentException("sequence-parallel regions (split-gather) split the rows over the tensor-parallel group: set TensorParallel too", "options");
         }
     }
 
