@@ -26,8 +26,8 @@ internal static class TrainCommand
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
         var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
-        var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks (default {d.Sp}).", HelpName = "N" };
-        var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"Attention across the sequence ranks: ring (key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp) or ulysses (all-to-all to whole sequences of heads; heads a multiple of sp) (default {TrainArguments.Name(d.SpMode)}).");
+        var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks; with --sp-mode split-gather give 1 or the --tp value, which uses the tp ranks and no extra ones (default {d.Sp}).", HelpName = "N" };
+        var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"How the sequence is split: ring (--sp ranks; key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp), ulysses (--sp ranks; all-to-all to whole sequences of heads; heads a multiple of sp), or split-gather (Megatron sequence parallelism over the --tp ranks, no extra ranks: norms and residuals hold 1/tp of the tokens, gathered around attention and the MLP; needs --tp 2 or more, --sp 1 or equal to --tp, and batch/dp/grad-accum × seq a multiple of tp) (default {TrainArguments.Name(d.SpMode)}).");
         var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
         var offload = new Option<OffloadSpec?>("--offload")
         {
@@ -178,6 +178,7 @@ internal static class TrainCommand
 
     private static int Run(GlobalOptions globals, ParseResult parse, TrainArguments args, TextWriter stdout, CancellationToken cancellationToken)
     {
+        args = args.ResolveSplitGather();
         int? worldSize = null;
         if (MpiCommunicator.IsUnderMpirun)
         {

@@ -60,9 +60,19 @@ internal sealed record TrainArguments
     {
         ["ring"] = SequenceParallelMode.Ring,
         ["ulysses"] = SequenceParallelMode.Ulysses,
+        ["split-gather"] = SequenceParallelMode.SplitGather,
     };
 
-    /// <summary>The name users write for a sequence-parallel mode (ring, ulysses).</summary>
+    /// <summary>
+    /// Split-gather splits the sequence over the tp ranks themselves: <c>--sp</c> equal to <c>--tp</c> names those
+    /// same ranks and becomes sp 1 (no extra ranks); anything else is left for <see cref="Validate"/>.
+    /// </summary>
+    public TrainArguments ResolveSplitGather() =>
+        Config.SpMode == SequenceParallelMode.SplitGather && Config.Tp >= 2 && Config.Sp == Config.Tp
+            ? this with { Config = Config with { Sp = 1 } }
+            : this;
+
+    /// <summary>The name users write for a sequence-parallel mode (ring, ulysses, split-gather).</summary>
     public static string Name(SequenceParallelMode m) => SpModes.First(kv => kv.Value == m).Key;
 
     /// <summary>The name users write for a precision (fp32, bf16, fp16).</summary>
@@ -104,6 +114,10 @@ internal sealed record TrainArguments
         if (c.Sp < 1)
         {
             throw new UsageException($"--sp {c.Sp}: must be at least 1 (the number of sequence-parallel ranks per replica)");
+        }
+        if (c.SpMode == SequenceParallelMode.SplitGather && SequenceParallelOptions.SplitGatherProblem(c.Tp, c.Sp) is { } splitGather)
+        {
+            throw new UsageException(splitGather);
         }
         if (c.Sp > 1 && c.Tp > 1)
         {

@@ -53,6 +53,9 @@ public sealed class CausalSelfAttention
         _mergedKey = scope + ".merged";
     }
 
+    /// <summary>The output projection (H·D → C).</summary>
+    public Linear OutputProjection => _output;
+
     private int[] Sections => [_heads, _kvHeads, _kvHeads];
 
     private double Scale => 1.0 / Math.Sqrt(_headSize);

@@ -108,6 +108,23 @@ public sealed class Linear
     /// </summary>
     public TensorParallelContext? RowParallel { get; init; }
 
+    /// <summary>
+    /// With <see cref="RowParallel"/>: the forward writes only this rank's partial product x·W_local (no reduction, no
+    /// bias, beta 0); the caller reduces it (sequence parallelism reduce-scatters the rows) and then calls
+    /// <see cref="AddBias"/>. Backward is unchanged.
+    /// </summary>
+    public bool DeferReduction { get; init; }
+
+    /// <summary>y [rows, Out] += b when the layer has a bias (after a deferred reduction, so it counts once).</summary>
+    public void AddBias(Ops ops, Tensor y)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        if (Bias is { } b)
+        {
+            ops.Binary(BinaryOp.Add, y, b, y);
+        }
+    }
+
     /// <summary>y [N, Out] = x [N, In]·W + b + beta·y (beta = 1 adds the result into y, e.g. into a residual). Row-parallel: collective, beta 0 or 1.</summary>
     public void Forward(Ops ops, Tensor x, Tensor y, double beta = 0)
     {
@@ -120,6 +137,15 @@ public sealed class Linear
         if (beta != 0 && beta != 1)
         {
             throw new ArgumentOutOfRangeException(nameof(beta), beta, "a row-parallel linear overwrites (beta 0) or adds into (beta 1) its output");
+        }
+        if (DeferReduction)
+        {
+            if (beta != 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(beta), beta, "a row-parallel linear with a deferred reduction writes its partial product (beta 0)");
+            }
+            ops.Gemm(x, Weight, y, transB: Layout == LinearLayout.OutIn);
+            return;
         }
         // The partial product must be summed before it meets y or the bias: either would otherwise count p times.
         var partial = beta == 0 ? y : tp.Workspace.Get("tp.row.partial", y.Shape, y.DType);

@@ -36,6 +36,12 @@ public sealed class LmHead
         _tensorParallel = tensorParallel;
     }
 
+    /// <summary>
+    /// Vocabulary-parallel head under sequence parallelism: backward leaves dx as this rank's partial sum over its
+    /// vocabulary columns for the caller to reduce-scatter to its rows, instead of all-reducing it.
+    /// </summary>
+    public bool InputGradientPartial { get; init; }
+
     /// <summary>logits [N, V] = x [N, C]·Wᵀ into <paramref name="logits"/>.</summary>
     public void Logits(Tensor x, Tensor logits) => _projection.Forward(_ws.Ops, x, logits);
 
@@ -104,7 +110,10 @@ public sealed class LmHead
             var dLocal = _ws.Get("d.head.logits", _logits!.Shape, _logits.DType);
             _vocabLoss.Backward(lossScale, dLocal);
             _projection.Backward(_ws, x, dLocal, dx);
-            _tensorParallel!.AllReduce(dx);
+            if (!InputGradientPartial)
+            {
+                _tensorParallel!.AllReduce(dx);
+            }
             return;
         }
         var dLosses = _ws.Get("d.head.losses", new Shape(n), DType.F32);

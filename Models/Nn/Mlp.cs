@@ -8,6 +8,9 @@ public interface IFeedForward
 
     /// <summary>Adds the parameter gradients from dy [N, C]; writes dx [N, C] (adds into it when <paramref name="accumulate"/>).</summary>
     void Backward(Tensor dy, Tensor dx, bool accumulate);
+
+    /// <summary>The projection back to C channels (the row-parallel half under tensor parallelism).</summary>
+    Linear OutputProjection { get; }
 }
 
 /// <summary>
@@ -30,6 +33,9 @@ public sealed class GeluMlp : IFeedForward
         _hKey = scope + ".h";
         _gKey = scope + ".g";
     }
+
+    /// <inheritdoc/>
+    public Linear OutputProjection => _proj;
 
     /// <inheritdoc/>
     public void Forward(Tensor x, Tensor y, bool accumulate)
@@ -80,6 +86,9 @@ public sealed class SwiGluMlp : IFeedForward
         _sKey = scope + ".s";
         _mKey = scope + ".m";
     }
+
+    /// <inheritdoc/>
+    public Linear OutputProjection => _down;
 
     /// <inheritdoc/>
     public void Forward(Tensor x, Tensor y, bool accumulate)

@@ -35,6 +35,12 @@ public sealed class LayerNorm : INorm
         _rstdKey = scope + ".rstd";
     }
 
+    /// <summary>
+    /// When set, this norm sees only this rank's rows (sequence parallelism): its weight (and bias) gradient is a
+    /// partial sum, summed over the group before it is added into the store (so micro-batches still accumulate).
+    /// </summary>
+    public TensorParallelContext? SumGradientsOver { get; init; }
+
     /// <inheritdoc/>
     public void Forward(Tensor x, Tensor y)
     {
@@ -56,6 +62,8 @@ public sealed class LayerNorm : INorm
         var db = _ws.Get("d.norm.bias", gb.Shape, gb.DType);
         var target = accumulate ? _ws.Get("d.norm.x", dx.Shape, dx.DType) : dx;
         ops.LayerNormBackward(dy, x, _store.Param(_weightName), _mean!, _rstd!, target, dw, db);
+        SumGradientsOver?.SumGradient(dw);
+        SumGradientsOver?.SumGradient(db);
         ops.Binary(BinaryOp.Add, gw, dw, gw);
         ops.Binary(BinaryOp.Add, gb, db, gb);
         if (accumulate)
@@ -87,6 +95,12 @@ public sealed class RmsNorm : INorm
         _rstdKey = scope + ".rstd";
     }
 
+    /// <summary>
+    /// When set, this norm sees only this rank's rows (sequence parallelism): its weight (and bias) gradient is a
+    /// partial sum, summed over the group before it is added into the store (so micro-batches still accumulate).
+    /// </summary>
+    public TensorParallelContext? SumGradientsOver { get; init; }
+
     /// <inheritdoc/>
     public void Forward(Tensor x, Tensor y)
     {
@@ -104,6 +118,7 @@ public sealed class RmsNorm : INorm
         var dw = _ws.Get("d.norm.weight", gw.Shape, gw.DType);
         var target = accumulate ? _ws.Get("d.norm.x", dx.Shape, dx.DType) : dx;
         ops.RmsNormBackward(dy, x, _store.Param(_weightName), _rstd!, target, dw);
+        SumGradientsOver?.SumGradient(dw);
         ops.Binary(BinaryOp.Add, gw, dw, gw);
         if (accumulate)
         {

@@ -9,7 +9,7 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
     /// <summary>Sequence-parallel ranks per data-parallel replica (the job runs on Dp·Tp·Sp ranks).</summary>
     public int Sp { get; init; } = 1;
 
-    /// <summary>How attention spans the sequence when <see cref="Sp"/> &gt; 1: "ring" or "ulysses".</summary>
+    /// <summary>How the sequence is split: "ring" or "ulysses" when <see cref="Sp"/> &gt; 1, or "split-gather" over the tp ranks (then Sp is 1).</summary>
     public string SpMode { get; init; } = "ring";
 
     /// <summary>ZeRO stage (0–3).</summary>

@@ -71,7 +71,11 @@ public sealed record TrainConfig
     /// </summary>
     public int Sp { get; init; } = 1;
 
-    /// <summary>How attention spans the sequence ranks: ring (zig-zag placement) or ulysses (all-to-all over heads).</summary>
+    /// <summary>
+    /// How the sequence is split: ring (zig-zag placement) or ulysses (all-to-all over heads) over <see cref="Sp"/>
+    /// extra ranks, or split-gather (Megatron sequence parallelism over the <see cref="Tp"/> ranks themselves, no
+    /// extra ranks: <see cref="Sp"/> is 1 or equal to <see cref="Tp"/>, and needs Tp ≥ 2).
+    /// </summary>
     public Transformer.SequenceParallelMode SpMode { get; init; } = Transformer.SequenceParallelMode.Ring;
 
     public Precision Precision { get; init; } = Precision.Fp32;

@@ -42,6 +42,7 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"a rank of a {world.Size}-process world trains on one device, not {devices.Count}");
         }
+        config = ResolveSplitGather(config);
         CheckRanks(config, ranks);
         using var dataset = TokenDatasets.Open(config.Data, config.Seed);
         var job = Plan(config, dataset, devices[0]);
@@ -323,6 +324,7 @@ public static partial class Trainer
             Backing = backing,
             TensorParallel = tpComm,
             SequenceParallel = spComm is null ? null : new SequenceParallelOptions(spComm, config.SpMode),
+            SequenceParallelRegions = config.SpMode == SequenceParallelMode.SplitGather,
         });
         using var engineScope = engine;
         var store = model.Parameters;
@@ -430,7 +432,7 @@ public static partial class Trainer
             {
                 Tp = config.Tp,
                 Sp = config.Sp,
-                SpMode = config.SpMode.ToString().ToLowerInvariant(),
+                SpMode = SequenceParallelOptions.ModeName(config.SpMode),
                 Zero = config.Zero,
                 Offload = config.Offload.ToString(),
             });

@@ -8,6 +8,13 @@ public enum SequenceParallelMode
 
     /// <summary>All-to-all (Ulysses): q, k, v are re-sharded by heads around the kernel; tokens are contiguous (T and the heads multiples of sp).</summary>
     Ulysses,
+
+    /// <summary>
+    /// Megatron sequence parallelism inside the tensor-parallel group (<c>--sp-mode split-gather</c>): between the
+    /// tensor-parallel linears each tp rank holds N/tp contiguous rows of the [N, C] residual stream; rows are
+    /// all-gathered entering attention and the MLP and reduce-scattered leaving them. Uses no extra ranks.
+    /// </summary>
+    SplitGather,
 }
 
 /// <summary>
@@ -16,6 +23,33 @@ public enum SequenceParallelMode
 /// </summary>
 public sealed record SequenceParallelOptions(ICommunicator Group, SequenceParallelMode Mode)
 {
+    /// <summary>The name users write for a mode: ring, ulysses, split-gather.</summary>
+    public static string ModeName(SequenceParallelMode mode) => mode switch
+    {
+        SequenceParallelMode.Ring => "ring",
+        SequenceParallelMode.Ulysses => "ulysses",
+        SequenceParallelMode.SplitGather => "split-gather",
+        _ => mode.ToString().ToLowerInvariant(),
+    };
+
+    /// <summary>
+    /// Why <c>--sp-mode split-gather</c> cannot run with <paramref name="tp"/> tensor-parallel and <paramref name="sp"/>
+    /// sequence-parallel ranks, or null when it can. Split-gather splits the sequence over the tp ranks themselves, so
+    /// it needs tp ≥ 2 and takes no extra ranks: --sp must be 1 (the default) or equal to --tp (the same ranks).
+    /// </summary>
+    public static string? SplitGatherProblem(int tp, int sp)
+    {
+        if (tp < 2)
+        {
+            return $"--sp-mode split-gather splits the sequence over the tensor-parallel ranks, so it needs --tp 2 or more (got --tp {tp}); give --tp N with N ≥ 2, or --sp-mode ring|ulysses with --sp N";
+        }
+        if (sp != 1 && sp != tp)
+        {
+            return $"--sp {sp} with --sp-mode split-gather: the sequence is split over the {tp} tensor-parallel ranks and no extra ranks are used; give --sp 1 (or leave it out) or --sp {tp}";
+        }
+        return null;
+    }
+
     /// <summary>
     /// Why a model of <paramref name="config"/> cannot split a sequence of <paramref name="time"/> tokens over
     /// <paramref name="sp"/> ranks in <paramref name="mode"/>, or null when it can.

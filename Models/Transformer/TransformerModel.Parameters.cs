@@ -177,6 +177,9 @@ public sealed partial class TransformerModel
         var cfg = Config;
         var tp = _tensorParallel;
         int tpSize = tp?.Size ?? 1;
+        // Sequence-parallel regions: the output projections leave their reduction to the block, norms sum their gradients.
+        bool deferReduction = Options.SequenceParallelRegions;
+        var normSum = Options.SequenceParallelRegions ? tp : null;
         // A tensor-parallel rank runs its own heads: H/p query heads and Hkv/p key/value heads.
         int heads = cfg.Heads / tpSize, kvHeads = cfg.KvHeads / tpSize;
         var blocks = new Block[cfg.Layers];
@@ -189,16 +192,16 @@ public sealed partial class TransformerModel
                 string p = $"transformer.h.{i}.";
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
-                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
+                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
                     heads, heads, cfg.HeadSize, null, scope + ".attn", _sequenceParallel);
                 var mlp = new GeluMlp(_ws,
                     new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
-                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp },
+                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
                     scope + ".mlp");
                 blocks[i] = new Block(_ws,
-                    new Nn.LayerNorm(_ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1"),
+                    new Nn.LayerNorm(_ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
                     attention,
-                    new Nn.LayerNorm(_ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2"),
+                    new Nn.LayerNorm(_ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
                     mlp, scope, tp);
             }
             else
@@ -206,17 +209,17 @@ public sealed partial class TransformerModel
                 string p = $"model.layers.{i}.";
                 var attention = new CausalSelfAttention(_ws,
                     new Linear(store, [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
-                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp },
+                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
                     heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn", _sequenceParallel);
                 var mlp = new SwiGluMlp(_ws,
                     new Linear(store, p + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
                     new Linear(store, p + "mlp.up_proj.weight", null, LinearLayout.OutIn),
-                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp },
+                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
                     scope + ".mlp");
                 blocks[i] = new Block(_ws,
-                    new Nn.RmsNorm(_ws, store, p + "input_layernorm.weight", cfg.NormEps, scope + ".ln1"),
+                    new Nn.RmsNorm(_ws, store, p + "input_layernorm.weight", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
                     attention,
-                    new Nn.RmsNorm(_ws, store, p + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2"),
+                    new Nn.RmsNorm(_ws, store, p + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
                     mlp, scope, tp);
             }
         }
@@ -224,8 +227,8 @@ public sealed partial class TransformerModel
         string? positions = cfg.Family == ModelFamily.Gpt2 ? "transformer.wpe.weight" : null;
         string head = cfg.Family == ModelFamily.Gpt2 || cfg.TieEmbeddings ? token : "lm_head.weight";
         INorm finalNorm = cfg.Family == ModelFamily.Gpt2
-            ? new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final")
-            : new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final");
+            ? new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final") { SumGradientsOver = normSum }
+            : new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final") { SumGradientsOver = normSum };
         if (tp is null)
         {
             return (new Embedding(_ws, store, token, positions, null, _sequenceParallel), blocks, finalNorm, new LmHead(_ws, store, head));
@@ -234,6 +237,6 @@ public sealed partial class TransformerModel
         _tensorParallelModules.Add(vocabEmbedding);
         var vocabLoss = new VocabParallelCrossEntropy(Ops, tp.Group, cfg.VocabSize);
         _tensorParallelModules.Add(vocabLoss);
-        return (new Embedding(_ws, store, token, positions, vocabEmbedding), blocks, finalNorm, new LmHead(_ws, store, head, vocabLoss, tp));
+        return (new Embedding(_ws, store, token, positions, vocabEmbedding), blocks, finalNorm, new LmHead(_ws, store, head, vocabLoss, tp) { InputGradientPartial = deferReduction });
     }
 }

@@ -59,6 +59,7 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException(headProblem, nameof(options));
         }
+        CheckSplitGatherOptions();
         Parameters = new ParameterStore();
         if (Options.TensorParallel is { } group)
         {
@@ -93,6 +94,7 @@ public sealed partial class TransformerModel : IDisposable
                 _rotary = new RotaryTables(ops, config.ContextLength, config.HeadSize, config.RopeTheta);
             }
             (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+            BuildSplitGather();
             if (_backing is not null)
             {
                 // Under a backing that tiles the vocabulary matrices, the embedding and the head run tile by tile.
@@ -158,7 +160,7 @@ public sealed partial class TransformerModel : IDisposable
         int n = _batch * _time;
         var savedTargets = _ws.Get("targets", new Shape(n), targets.DType, saved: true);
         Ops.Copy(targets.Reshape(n), savedTargets);
-        var xf = RunTrunk(ids);
+        var xf = _splitGatherBlocks is not null ? RunTrunkSplitGather(ids) : RunTrunk(ids);
         var losses = _tiledHead is not null ? _tiledHead.Forward(xf, savedTargets) : _head!.Forward(xf, savedTargets);
         _backing?.EndForward(Config.Layers + 1);
         _savedBytes = _ws.SavedBytes;
@@ -189,6 +191,11 @@ public sealed partial class TransformerModel : IDisposable
             throw new InvalidOperationException("Backward needs a Forward first (Logits and a previous Backward discard the saved activations)");
         }
         _canBackward = false;
+        if (_splitGatherBlocks is not null)
+        {
+            BackwardSplitGather(lossScale, gradientsReadyFrom);
+            return;
+        }
         int layers = Config.Layers, b = _batch, t = _time, c = Config.Channels, n = b * t;
         var dtype = Options.ComputeDType;
         var dFinal = _ws.Get("d.final", new Shape(n, c), dtype);

@@ -33,4 +33,14 @@ public sealed record TransformerOptions
     /// Not together with <see cref="TensorParallel"/> or <see cref="Backing"/> yet.
     /// </summary>
     public SequenceParallelOptions? SequenceParallel { get; init; }
+
+    /// <summary>
+    /// Megatron sequence parallelism over the <see cref="TensorParallel"/> group (<c>--sp-mode split-gather</c>): the
+    /// residual stream, norms, residual adds and the embedding's output hold this rank's N/tp contiguous rows of the
+    /// N = B·T tokens; rows are all-gathered entering attention, the MLP and the LM head, and the row-parallel partial
+    /// sums are reduce-scattered instead of all-reduced (backward: the duals). Norm gradients, partial per rank, are
+    /// summed over the group in backward, so the gradients equal plain tensor parallelism's. Needs
+    /// <see cref="TensorParallel"/>; N must be divisible by the group size.
+    /// </summary>
+    public bool SequenceParallelRegions { get; init; }
 }

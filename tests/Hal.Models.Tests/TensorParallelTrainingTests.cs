@@ -37,18 +37,23 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
         return (loss, grads);
     }
 
+    /// <summary>What one forward/backward over a dp × tp mesh gave: rank 0's numbers and counters.</summary>
+    internal sealed record ParallelResult(double Loss, Dictionary<string, double[]> Grads, double ReplicaSpread, long AllReduces,
+        long AllGathers, long ReduceScatters, long BytesCommunicated, long GradientSumBytes, long SavedActivationBytes, long WorkspaceBytes);
+
     /// <summary>
     /// One forward/backward over a dp × tp mesh of in-process ranks: each dp replica takes its B/dp rows, gradients
-    /// are averaged over dp and gathered over tp. Returns rank 0's loss (averaged over dp) and full gradients, and
-    /// the largest difference between tp ranks of a replicated parameter's gradient.
+    /// are averaged over dp and gathered over tp. Returns rank 0's loss (averaged over dp) and full gradients, the
+    /// largest difference between tp ranks of a replicated parameter's gradient, and rank 0's traffic counters,
+    /// saved activation bytes and workspace bytes (activations and scratch). <paramref name="splitGather"/> turns on the sequence-parallel regions.
     /// </summary>
-    private static (double Loss, Dictionary<string, double[]> Grads, double ReplicaSpread, long AllReduces) Parallel(ModelConfig config, int dp, int tp, int[] ids, int[] targets)
+    internal static ParallelResult Parallel(ModelConfig config, int dp, int tp, int[] ids, int[] targets, bool splitGather = false)
     {
         var backend = new CpuBackend();
         var devices = Enumerable.Range(0, dp * tp).Select(_ => backend.Open(0)).ToArray();
         double loss = double.NaN;
         double spread = 0;
-        long allReduces = 0;
+        long allReduces = 0, allGathers = 0, reduceScatters = 0, bytes = 0, gradientSumBytes = 0, savedBytes = 0, workspaceBytes = 0;
         var grads = new Dictionary<string, double[]>(StringComparer.Ordinal);
         var lockObject = new object();
         try
@@ -57,7 +62,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
             {
                 using var mesh = new DeviceMesh(world, dp, tp, 1, 1);
                 var ops = new Ops(devices[world.Rank]);
-                using var model = new TransformerModel(ops, config, new TransformerOptions { TensorParallel = mesh.TpGroup });
+                using var model = new TransformerModel(ops, config, new TransformerOptions { TensorParallel = mesh.TpGroup, SequenceParallelRegions = splitGather });
                 model.Initialize(Seed);
                 int rows = Batch / dp;
                 var shape = new Shape(rows, Time);
@@ -66,7 +71,9 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                 using var targetsT = ops.FromArray(Array.ConvertAll(targets[mine], v => (double)v), shape, DType.I32);
                 double local = model.Forward(idsT, targetsT);
                 model.Backward();
-                long blockReduces = model.TensorParallel!.AllReduceCount;
+                var context = model.TensorParallel!;
+                long blockReduces = context.AllReduceCount;
+                long[] counters = [context.AllGatherCount, context.ReduceScatterCount, model.TensorParallelBytesCommunicated, context.GradientSumBytes, model.SavedActivationBytes, model.WorkspaceBytes];
                 var store = model.Parameters;
                 mesh.DpGroup.AllReduce(store.Grads, store.Grads, ReduceOp.Mean);
                 using var lossT = ops.FromArray([local], new Shape(1), DType.F64);
@@ -103,6 +110,7 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                     {
                         loss = ops.ToDoubleArray(lossT)[0];
                         allReduces = blockReduces;
+                        (allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes, workspaceBytes) = (counters[0], counters[1], counters[2], counters[3], counters[4], counters[5]);
                         foreach (var (k, v) in mineGrads)
                         {
                             grads[k] = v;
@@ -118,10 +126,10 @@ public sealed class TensorParallelTrainingTests(ITestOutputHelper output)
                 d.Dispose();
             }
         }
-        return (loss, grads, spread, allReduces);
+        return new ParallelResult(loss, grads, spread, allReduces, allGathers, reduceScatters, bytes, gradientSumBytes, savedBytes, workspaceBytes);
     }
 
-    private static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
+    internal static ModelConfig Tiny(string name) => ModelConfig.Named(name, Vocab) with { ContextLength = 16 };
 
     /// <summary>Batch × <paramref name="time"/> random ids and targets below the vocabulary, from <paramref name="seed"/>.</summary>
     internal static (int[] Ids, int[] Targets) Tokens(int seed, int time = Time)
