@@ -106,23 +106,24 @@ public sealed class MpiCommunicatorTests
     }
 
     [Theory]
-    [InlineData("--tp")]
-    [InlineData("--sp")]
+    [InlineData("--tp 2")]
+    [InlineData("--sp 2")]
+    [InlineData("--tp 2 --sp-mode split-gather")]
     public void Hal_train_with_tensor_or_sequence_parallel_processes_matches_in_process_ranks(string layout)
     {
-        // Two MPI processes split one replica by tensor (--tp 2) or by sequence (--sp 2, ring); the reference runs the
-        // same layout on two in-process ranks.
+        // Two MPI processes split one replica by tensor (--tp 2), by sequence (--sp 2, ring) or both inside the tp
+        // group (Megatron split-gather); the reference runs the same layout on two in-process ranks.
         string dir = Path.Combine(Path.GetTempPath(), "hal-mpi-layout-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
         {
-            string[] job = ["train", layout, "2", "--steps", "3", "--batch", "4", "--seq", "16", "--warmup", "2"];
+            string[] job = ["train", .. layout.Split(' '), "--steps", "3", "--batch", "4", "--seq", "16", "--warmup", "2"];
             string mpiLog = Path.Combine(dir, "mpi.jsonl");
             var result = MpiRun.RunCli(2, [.. job, "--json-log", mpiLog], ScenarioLimit);
-            Assert.True(result.ExitCode == 0, $"mpirun -np 2 hal train {layout} 2 exit code {result.ExitCode}:\n{Tail(result.Output)}");
+            Assert.True(result.ExitCode == 0, $"mpirun -np 2 hal train {layout} exit code {result.ExitCode}:\n{Tail(result.Output)}");
             string inProcessLog = Path.Combine(dir, "inproc.jsonl");
             var local = MpiRun.RunLocalCli([.. job, "--json-log", inProcessLog], ScenarioLimit);
-            Assert.True(local.ExitCode == 0, $"hal train {layout} 2 exit code {local.ExitCode}:\n{Tail(local.Output)}");
+            Assert.True(local.ExitCode == 0, $"hal train {layout} exit code {local.ExitCode}:\n{Tail(local.Output)}");
             double[] mpi = StepLosses(mpiLog);
             double[] inProcess = StepLosses(inProcessLog);
             Assert.Equal(3, mpi.Length);
