@@ -78,6 +78,11 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"--sp {config.Sp}: the number of sequence-parallel ranks must be at least 1");
         }
+        if (UsesPipelinePath(config))
+        {
+            CheckPipelineRanks(config, ranks);
+            return;
+        }
         if (config.Tp == 1 && config.Sp == 1 && config.Dp != ranks)
         {
             throw new TrainConfigException($"--dp {config.Dp} but {ranks} rank(s) are running; give --dp {ranks}");
@@ -135,6 +140,7 @@ public static partial class Trainer
         {
             CheckChunkedConfig(config);
         }
+        config = ResolveMicroBatches(config);
         if (config.Batch < 1 || config.Seq < 1 || config.GradAccum < 1)
         {
             throw new TrainConfigException("--batch, --seq and --grad-accum must be positive");
@@ -159,6 +165,7 @@ public static partial class Trainer
         }
         CheckTensorParallel(config, model);
         CheckSequenceParallel(config, model);
+        CheckPipeline(config, model);
         if (dataset.VocabSize > model.VocabSize)
         {
             throw new TrainConfigException($"the data's vocabulary ({dataset.VocabSize}) is larger than model '{model.Name}''s ({model.VocabSize}); pick a model with a vocabulary of at least {dataset.VocabSize}");
@@ -201,10 +208,6 @@ public static partial class Trainer
             string what = config.Zero >= 2 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
             throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 and no --offload");
         }
-        if (config.Zero == 1)
-        {
-            throw new TrainConfigException($"--tp {config.Tp} and --zero 1 do not run together yet; use --zero 0 with tensor parallelism");
-        }
         if (config.Optimizer is OptimizerKind.Lamb or OptimizerKind.Lars)
         {
             // Their trust ratios are norms of whole tensors, which a tp rank holds only a shard of.
@@ -223,7 +226,8 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"--sp {config.Sp} and --tp {config.Tp} do not run together yet; use one of them");
         }
-        if (config.Zero >= 1 || config.UsesChunks)
+        // ZeRO-1 with sp runs on the pipeline path (Trainer.Pipeline.cs), which partitions over the dp × sp replicas.
+        if (config.Zero >= 2 || config.UsesChunks)
         {
             string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
             throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 and no --offload with sequence parallelism");
@@ -280,6 +284,10 @@ public static partial class Trainer
     private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var config = job.Config;
+        if (UsesPipelinePath(config))
+        {
+            return RunPipelineRank(job, device, comm!, observer, cancellationToken);
+        }
         var ops = new Ops(device);
         // The world's rank 0 reports and writes checkpoints; data rows go by the dp coordinate.
         int worldRank = comm?.Rank ?? 0;

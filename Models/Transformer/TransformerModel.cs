@@ -16,7 +16,7 @@ public sealed partial class TransformerModel : IDisposable
     private readonly Embedding? _embedding;
     private readonly TiledEmbedding? _tiledEmbedding;
     private readonly Block[] _blocks;
-    private readonly INorm _finalNorm;
+    private readonly INorm? _finalNorm;
     private readonly LmHead? _head;
     private readonly TiledLmHead? _tiledHead;
     private readonly IParameterBacking? _backing;
@@ -59,8 +59,16 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException(headProblem, nameof(options));
         }
+        if (Options.Stage is not null && Options.Backing is not null)
+        {
+            throw new ArgumentException("a pipeline stage and a chunked parameter backing (ZeRO 2/3, offload) do not run together", nameof(options));
+        }
         Parameters = new ParameterStore();
-        if (Options.TensorParallel is { } group)
+        if (Options.Stage is { } stage)
+        {
+            _stageDeclaration = DeclareStage(Parameters, config, stage, Options.TensorParallel?.Size ?? 1);
+        }
+        else if (Options.TensorParallel is { } group)
         {
             _fullDeclaration = TensorParallelLayout.DeclareShards(Parameters, config, group.Size);
         }
@@ -92,7 +100,16 @@ public sealed partial class TransformerModel : IDisposable
             {
                 _rotary = new RotaryTables(ops, config.ContextLength, config.HeadSize, config.RopeTheta);
             }
-            (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+            if (Options.Stage is null)
+            {
+                (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+            }
+            else
+            {
+                // A stage builds its chunks' modules per micro-batch in flight (TransformerModel.Pipeline.cs).
+                _blocks = [];
+                _stageSlots = [.. Enumerable.Range(0, Options.Stage.ChunksPerStage).Select(_ => new List<StageSlot>())];
+            }
             if (_backing is not null)
             {
                 // Under a backing that tiles the vocabulary matrices, the embedding and the head run tile by tile.
@@ -147,6 +164,7 @@ public sealed partial class TransformerModel : IDisposable
     /// <exception cref="ArgumentException">ids or targets of the wrong shape or dtype.</exception>
     public double Forward(Tensor ids, Tensor targets)
     {
+        ThrowIfStaged();
         ArgumentNullException.ThrowIfNull(targets);
         CheckIds(ids, nameof(ids));
         if (targets.Shape != ids.Shape || !targets.DType.IsIndex())
@@ -204,7 +222,7 @@ public sealed partial class TransformerModel : IDisposable
             _head!.Backward(lossScale, dFinal);
         }
         var dResidual = _ws.Get("d.residual", new Shape(n, c), dtype);
-        _finalNorm.Backward(dFinal, dResidual, accumulate: false);
+        _finalNorm!.Backward(dFinal, dResidual, accumulate: false);
         _backing?.EndBackward(layers + 1);
         gradientsReadyFrom?.Invoke(Parameters.LayerStart(layers + 1));
         var dResidual3 = dResidual.Reshape(b, t, c);
@@ -236,6 +254,7 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>Logits [B, T, V] for ids [B, T] as a new tensor the caller disposes; discards the activations a Backward would need.</summary>
     public Tensor Logits(Tensor ids)
     {
+        ThrowIfStaged();
         CheckIds(ids, nameof(ids));
         if (_head is null)
         {
@@ -297,7 +316,7 @@ public sealed partial class TransformerModel : IDisposable
         }
         var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
         _backing?.BeginForward(Config.Layers + 1);
-        _finalNorm.Forward(Residual(Config.Layers).Reshape(n, c), xf);
+        _finalNorm!.Forward(Residual(Config.Layers).Reshape(n, c), xf);
         return xf;
     }
 
@@ -333,6 +352,7 @@ public sealed partial class TransformerModel : IDisposable
             module.Dispose();
         }
         _sequenceParallel?.Dispose();
+        DisposeStageSlots();
         _ws.Dispose();
         _rotary?.Dispose();
         Parameters.Dispose();
