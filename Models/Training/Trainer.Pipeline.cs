@@ -77,12 +77,6 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"--pp-chunks {config.PpChunks} needs pipeline stages; give --pp 2 or more, or --pp-chunks 1");
         }
-        int chunks = config.Pp * config.PpChunks;
-        if (model.Layers < chunks)
-        {
-            throw new TrainConfigException(
-                $"model '{model.Name}' has {model.Layers} layers, fewer than --pp {config.Pp} × --pp-chunks {config.PpChunks} = {chunks} model chunks (each needs a layer); use fewer stages or chunks");
-        }
         int m = config.GradAccum;
         switch (config.PpSchedule)
         {
@@ -93,6 +87,12 @@ public static partial class Trainer
             case PipelineScheduleKind.Interleaved when m % config.Pp != 0:
                 throw new TrainConfigException(
                     $"--pp-schedule interleaved takes micro-batches in groups of the {config.Pp} stages: --microbatches {m} is not a multiple of {config.Pp}; give --microbatches {((m / config.Pp) + 1) * config.Pp}");
+        }
+        int chunks = config.Pp * config.PpChunks;
+        if (model.Layers < chunks)
+        {
+            throw new TrainConfigException(
+                $"model '{model.Name}' has {model.Layers} layers, fewer than --pp {config.Pp} × --pp-chunks {config.PpChunks} = {chunks} model chunks (each needs a layer); use fewer stages or chunks");
         }
         if (config.UsesChunks)
         {
