@@ -84,6 +84,14 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         {
             _out.WriteLine(F($"  off the device: host {end.HostBytes:N0} bytes, NVMe {end.NvmeBytes:N0} bytes; traffic between tiers {end.TierTrafficBytes:N0} bytes"));
         }
+        if (end.PipelineBubble is { } bubble)
+        {
+            _out.WriteLine(F($"  pipeline bubble {bubble:F3} measured (mean over stages, steps after the first), {end.PipelineBubbleTheoretical ?? double.NaN:F3} theoretical"));
+        }
+        if (end.PeakDeviceBytesPerRank.Count > 1)
+        {
+            _out.WriteLine("  peak device memory per rank: " + string.Join(", ", end.PeakDeviceBytesPerRank.Select(b => F($"{b:N0}"))) + " bytes");
+        }
         _out.WriteLine("  checkpoint: " + (end.CheckpointDir ?? "none (give --out DIR to write one)"));
         _out.WriteLine("  elapsed: " + Duration(end.Elapsed));
         _out.Flush();

@@ -206,7 +206,7 @@ public static partial class Trainer
         if (config.UsesChunks)
         {
             string what = config.Zero >= 2 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
-            throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 and no --offload");
+            throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 or 1 and no --offload");
         }
         if (config.Optimizer is OptimizerKind.Lamb or OptimizerKind.Lars)
         {
@@ -230,7 +230,7 @@ public static partial class Trainer
         if (config.Zero >= 2 || config.UsesChunks)
         {
             string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
-            throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 and no --offload with sequence parallelism");
+            throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 or 1 and no --offload with sequence parallelism");
         }
         if (Transformer.SequenceParallelOptions.Problem(model, config.Sp, config.SpMode, config.Seq) is { } problem)
         {
