@@ -108,10 +108,12 @@ public sealed class MpiCommunicatorTests
     [Theory]
     [InlineData("--tp")]
     [InlineData("--sp")]
+    [InlineData("--pp")]
     public void Hal_train_with_tensor_or_sequence_parallel_processes_matches_in_process_ranks(string layout)
     {
-        // Two MPI processes split one replica by tensor (--tp 2) or by sequence (--sp 2, ring); the reference runs the
-        // same layout on two in-process ranks.
+        // Two MPI processes split one replica by tensor (--tp 2), by sequence (--sp 2, ring) or into pipeline stages
+        // (--pp 2, 1f1b: activations and gradients sent point to point); the reference runs the same layout on two
+        // in-process ranks.
         string dir = Path.Combine(Path.GetTempPath(), "hal-mpi-layout-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
