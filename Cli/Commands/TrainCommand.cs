@@ -32,7 +32,7 @@ internal static class TrainCommand
         var ppSchedule = Choice("--pp-schedule", TrainArguments.PpSchedules.Keys, $"Pipeline schedule: gpipe (all forwards, then all backwards), 1f1b (one forward, one backward: at most pp micro-batches of activations per stage) or interleaved (1f1b over --pp-chunks virtual chunks per stage, a smaller bubble; microbatches a multiple of pp) (default {TrainArguments.Name(d.PpSchedule)}).");
         var ppChunks = new Option<int?>("--pp-chunks") { Description = $"Model chunks per pipeline stage (2 or more with --pp-schedule interleaved) (default {d.PpChunks}).", HelpName = "V" };
         var microBatches = new Option<int?>("--microbatches") { Description = "Micro-batches per step per data-parallel replica, each batch/(dp × M) sequences (default: --grad-accum; at --pp 1 it is gradient accumulation).", HelpName = "M" };
-        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
+        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the ranks holding the same parameters (dp, and sp; per pipeline stage and tp shard), 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
         var offload = new Option<OffloadSpec?>("--offload")
         {
             Description = "Model states off the device: none, static:PARAMS,OPTIM (fractions offloaded) or auto (a warm-up step measures memory, then the budget is filled) (default none).",

@@ -58,6 +58,25 @@ public static partial class Trainer
         }
     }
 
+    /// <summary>Parameters of the largest stage: 1/pp of <paramref name="local"/> (this rank's tp share), plus a tied token matrix's copy.</summary>
+    private static long StageParameterEstimate(ModelConfig model, TrainConfig config, long local)
+    {
+        long tiedCopy = TransformerModel.TiedTokenName(model) is null ? 0 : (long)model.VocabSize * model.Channels / Math.Max(1, config.Tp);
+        return ((local + config.Pp - 1) / config.Pp) + tiedCopy;
+    }
+
+    /// <summary>The most micro-batches whose activations a stage keeps at once (stage 0 is the worst).</summary>
+    private static int PipelineMicroBatchesInFlight(TrainConfig config)
+    {
+        int m = Math.Max(1, config.MicroBatches ?? config.GradAccum);
+        return config.PpSchedule switch
+        {
+            PipelineScheduleKind.GPipe => m * config.PpChunks,
+            PipelineScheduleKind.OneFOneB => Math.Min(m, config.Pp),
+            _ => Math.Min(m * config.PpChunks, (2 * (config.Pp - 1)) + ((config.PpChunks - 1) * config.Pp) + 1),
+        };
+    }
+
     /// <summary>What the pipeline cannot split or does not combine with, refused before any work.</summary>
     private static void CheckPipeline(TrainConfig config, ModelConfig model)
     {
@@ -224,7 +243,7 @@ public static partial class Trainer
         var pipelineSchedule = PipelineSchedule.Build(config.PpSchedule, mesh.PpRank, config.Pp, m, config.PpChunks);
         string? lastCheckpoint = null;
         var runClock = Stopwatch.StartNew();
-        long stepsRun = 0;
+        long stepsRun = 0, skipped = 0;
         double bubbleSum = 0, firstBubble = double.NaN;
         int bubbleSteps = 0;
         int rank = mesh.DpRank;
@@ -280,6 +299,7 @@ public static partial class Trainer
                 var outcome = optimizer.Step(lr, updates + 1);
                 if (outcome.Skipped)
                 {
+                    skipped++;
                     if (worldRank == 0)
                     {
                         observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
@@ -346,7 +366,7 @@ public static partial class Trainer
         double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
         modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
         double? bubble = config.Pp == 1 || stepsRun == 0 ? null : bubbleSteps > 0 ? bubbleSum / bubbleSteps : firstBubble;
-        var end = new TrainEnd(finalLoss, overallTokensPerSec, peaks.Max(), config.Steps, 0, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
+        var end = new TrainEnd(finalLoss, overallTokensPerSec, peaks.Max(), config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
         {
             ModelStateBytes = (long)modelStateBytes,
             PipelineBubble = bubble,

@@ -106,6 +106,11 @@ public static partial class Trainer
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
         long n = LocalParameterCount(model, config.Tp);
+        if (config.Pp > 1)
+        {
+            // A stage holds about 1/pp of the model, the head stage a copy of a tied token matrix besides.
+            n = StageParameterEstimate(model, config, n);
+        }
         var computeDType = ComputeDType(config.Precision);
         int computeBytes = computeDType.SizeInBytes();
         // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.
@@ -117,7 +122,13 @@ public static partial class Trainer
         }
         // Activations kept per token: about 24·C values per block (norm outputs, q/k/v and their head-major copies,
         // attention output, MLP hidden before and after the activation, residuals) and the logits with their gradient.
-        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq / Math.Max(1, config.Sp);
+        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.MicroBatches ?? config.GradAccum) * config.Seq / Math.Max(1, config.Sp);
+        if (config.Pp > 1)
+        {
+            // A stage keeps its 1/pp of the blocks for every micro-batch in flight: all m under GPipe, at most pp under 1F1B.
+            tokens *= PipelineMicroBatchesInFlight(config);
+            model = model with { Layers = Math.Max(1, (model.Layers + config.Pp - 1) / config.Pp) };
+        }
         long perTokenValues = config.CheckpointActivations
             ? (model.Layers * (long)model.Channels) + (24L * model.Channels) + (2L * model.VocabSize)
             : (model.Layers * 24L * model.Channels) + (2L * model.VocabSize);

@@ -267,10 +267,11 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(1, 2, 1, 1)]
-    [InlineData(1, 1, 1, 4)]
-    [InlineData(2, 2, 1, 1)]
-    public void ACheckpointResumesUnderAnotherLayout(int writeTp, int writePp, int resumeTp, int resumePp)
+    [InlineData(1, 2, 1, 1, 1, 0)]
+    [InlineData(1, 1, 1, 4, 1, 0)]
+    [InlineData(2, 2, 1, 1, 1, 0)]
+    [InlineData(1, 2, 1, 1, 2, 1)]
+    public void ACheckpointResumesUnderAnotherLayout(int writeTp, int writePp, int resumeTp, int resumePp, int writeDp, int writeZero)
     {
         WithInit("gpt", 4, init =>
         {
@@ -279,9 +280,9 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
             {
                 var job = Job with { InitDir = init, Steps = 4, MicroBatches = 4 };
                 var whole = TrainerTests.Train(job, 1);
-                TrainerTests.Train(job with { Steps = 2, OutDir = dir, Tp = writeTp, Pp = writePp }, writeTp * writePp);
+                TrainerTests.Train(job with { Steps = 2, OutDir = dir, Dp = writeDp, Tp = writeTp, Pp = writePp, Zero = writeZero }, writeDp * writeTp * writePp);
                 var resumed = TrainerTests.Train(job with { ResumeDir = dir, Tp = resumeTp, Pp = resumePp }, resumeTp * resumePp);
-                string what = $"written at tp {writeTp} pp {writePp}, resumed at tp {resumeTp} pp {resumePp}";
+                string what = $"written at dp {writeDp} tp {writeTp} pp {writePp} zero {writeZero}, resumed at tp {resumeTp} pp {resumePp}";
                 output.WriteLine($"{what}: worst loss relative difference {TensorParallelTrainingTests.WorstRelative(whole.Losses, resumed.Losses):E2}");
                 // Whole tensors and moments in the files: the resumed curve continues the uninterrupted one (fp32 reordering).
                 TensorParallelTrainingTests.AssertCurvesClose(whole.Losses, resumed.Losses, 1e-5, what);
