@@ -596,10 +596,8 @@ public static partial class Trainer
             }
         }
         long peak = engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse;
-        if (comm is not null)
-        {
-            peak = (long)MaxScalar(comm, ops, peak);
-        }
+        long[] peaks = comm is null ? [peak] : PerRank(comm, ops, peak);
+        peak = peaks.Max();
         double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
         int k = Math.Max(1, losses.Count / 10);
         double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
@@ -627,6 +625,7 @@ public static partial class Trainer
             HostBytes = (long)hostBytes,
             NvmeBytes = (long)nvmeBytes,
             TierTrafficBytes = (long)trafficBytes,
+            PeakDeviceBytesPerRank = peaks,
         };
         if (worldRank == 0)
         {
