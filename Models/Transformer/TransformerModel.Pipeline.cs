@@ -13,6 +13,7 @@ public sealed partial class TransformerModel
     private readonly List<StageSlot>[]? _stageSlots;
     private readonly Dictionary<(int Chunk, int Micro), ChunkRun> _inFlight = [];
     private readonly Dictionary<int, double> _stageLosses = [];
+    private readonly Dictionary<int, Stack<StageSlot>> _freeSlots = [];
 
     /// <summary>
     /// The modules of one local chunk over their own workspace. Modules keep references to what their forward saved,
@@ -226,8 +227,6 @@ public sealed partial class TransformerModel
         _inFlight.Clear();
         _stageLosses.Clear();
     }
-
-    private readonly Dictionary<int, Stack<StageSlot>> _freeSlots = [];
 
     private StageSlot RentSlot(int chunk)
     {

@@ -317,6 +317,15 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MicroBatchesWithoutPipelineStagesAreGradientAccumulation()
+    {
+        var accumulated = TrainerTests.Train(Job with { GradAccum = 4 }, 1);
+        var micro = TrainerTests.Train(Job with { MicroBatches = 4 }, 1);
+        // The same job spelled two ways: the same arithmetic, so the same numbers bit for bit.
+        Assert.Equal(accumulated.Losses, micro.Losses);
+    }
+
+    [Fact]
     public void InterleavedWithMicroBatchesNotAMultipleOfTheStagesIsRefused()
     {
         WithInit("gpt", 4, dir =>
