@@ -131,6 +131,8 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
         // fp32: the micro-batch means are summed in another order than the single-device mean over all tokens.
         Assert.True(Math.Abs(piped.Loss - single.Loss) <= 1e-5 * single.Loss, $"{what}: loss {piped.Loss:R} vs {single.Loss:R}");
         Assert.Equal(single.Grads.Keys.Order(StringComparer.Ordinal), piped.Grads.Keys.Order(StringComparer.Ordinal));
+        output.WriteLine($"{what}: loss relative difference {Math.Abs(piped.Loss - single.Loss) / single.Loss:E2}, " +
+            $"worst gradient {single.Grads.Max(g => RelativeFrobenius(g.Value, piped.Grads[g.Key])):E2} relative Frobenius");
         foreach (var (name, expected) in single.Grads)
         {
             // fp32: gradients accumulated over 4 micro-batches instead of one GEMM over the batch.
