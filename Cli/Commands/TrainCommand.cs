@@ -28,7 +28,11 @@ internal static class TrainCommand
         var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
         var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks; with --sp-mode split-gather give 1 or the --tp value, which uses the tp ranks and no extra ones (default {d.Sp}).", HelpName = "N" };
         var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"How the sequence is split: ring (--sp ranks; key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp), ulysses (--sp ranks; all-to-all to whole sequences of heads; heads a multiple of sp), or split-gather (Megatron sequence parallelism over the --tp ranks, no extra ranks: norms and residuals hold 1/tp of the tokens, gathered around attention and the MLP; needs --tp 2 or more, --sp 1 or equal to --tp, and batch/dp/grad-accum × seq a multiple of tp) (default {TrainArguments.Name(d.SpMode)}).");
-        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
+        var pp = new Option<int?>("--pp") { Description = $"Pipeline stages per data-parallel replica: the blocks split into contiguous chunks, activations passed between stages; the job runs on dp × tp × pp × sp ranks (default {d.Pp}).", HelpName = "N" };
+        var ppSchedule = Choice("--pp-schedule", TrainArguments.PpSchedules.Keys, $"Pipeline schedule: gpipe (all forwards, then all backwards), 1f1b (one forward, one backward: at most pp micro-batches of activations per stage) or interleaved (1f1b over --pp-chunks virtual chunks per stage, a smaller bubble; microbatches a multiple of pp) (default {TrainArguments.Name(d.PpSchedule)}).");
+        var ppChunks = new Option<int?>("--pp-chunks") { Description = $"Model chunks per pipeline stage (2 or more with --pp-schedule interleaved) (default {d.PpChunks}).", HelpName = "V" };
+        var microBatches = new Option<int?>("--microbatches") { Description = "Micro-batches per step per data-parallel replica, each batch/(dp × M) sequences (default: --grad-accum; at --pp 1 it is gradient accumulation).", HelpName = "M" };
+        var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the ranks holding the same parameters (dp, and sp; per pipeline stage and tp shard), 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
         var offload = new Option<OffloadSpec?>("--offload")
         {
             Description = "Model states off the device: none, static:PARAMS,OPTIM (fractions offloaded) or auto (a warm-up step measures memory, then the budget is filled) (default none).",
@@ -83,9 +87,9 @@ internal static class TrainCommand
         var logEvery = new Option<int?>("--log-every") { Description = $"Steps between progress lines when the output is not a terminal (default {d.LogEvery}).", HelpName = "N" };
         var jsonLog = new Option<string?>("--json-log") { Description = "Write JSON lines: a start line, one per step, an end line (see docs/training.md).", HelpName = "FILE" };
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
-        var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
+        var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or over data, tensor, pipeline and sequence-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, tp, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, tp, pp, ppSchedule, ppChunks, microBatches, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -100,6 +104,10 @@ internal static class TrainCommand
                     Dp = parse.GetValue(dp) ?? d.Dp,
                     Tp = parse.GetValue(tp) ?? d.Tp,
                     Sp = parse.GetValue(sp) ?? d.Sp,
+                    Pp = parse.GetValue(pp) ?? d.Pp,
+                    PpSchedule = parse.GetValue(ppSchedule) is { } ps ? TrainArguments.PpSchedules[ps] : d.PpSchedule,
+                    PpChunks = parse.GetValue(ppChunks) ?? d.PpChunks,
+                    MicroBatches = parse.GetValue(microBatches),
                     SpMode = parse.GetValue(spMode) is { } m ? TrainArguments.SpModes[m] : d.SpMode,
                     Zero = parse.GetValue(zero) ?? d.Zero,
                     Offload = parse.GetValue(offload) ?? OffloadSpec.None,
@@ -185,8 +193,8 @@ internal static class TrainCommand
             worldSize = RankDevices.RequireMpiWorld("hal train under mpirun", null);
             if (!args.DpGiven)
             {
-                // Under tp and sp the world is dp × tp × sp ranks: the replicas are what is left after those groups.
-                int group = Math.Max(1, args.Config.Tp) * Math.Max(1, args.Config.Sp);
+                // Under tp, pp and sp the world is dp × tp × pp × sp ranks: the replicas are what is left after those groups.
+                int group = Math.Max(1, args.Config.Tp) * Math.Max(1, args.Config.Sp) * Math.Max(1, args.Config.Pp);
                 args = args with { Config = args.Config with { Dp = worldSize.Value % group == 0 ? worldSize.Value / group : worldSize.Value } };
             }
         }
@@ -200,7 +208,7 @@ internal static class TrainCommand
         }
         if (worldSize is null)
         {
-            var devices = RankDevices.Open(session, b.Name, args.Config.Dp * args.Config.Tp * args.Config.Sp);
+            var devices = RankDevices.Open(session, b.Name, args.Config.Dp * args.Config.Tp * args.Config.Pp * args.Config.Sp);
             try
             {
                 using var observers = Observers.Create(args, stdout, ConsoleProgressObserver.StdoutIsTerminal(stdout));

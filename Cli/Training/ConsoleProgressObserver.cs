@@ -88,6 +88,14 @@ internal sealed class ConsoleProgressObserver : ITrainingObserver
         {
             _out.WriteLine(F($"  communication: {end.CommunicationBytesPerStep:N0} bytes sent per rank per step (most: {end.CommunicationBytesPerStepMax:N0})"));
         }
+        if (end.PipelineBubble is { } bubble)
+        {
+            _out.WriteLine(F($"  pipeline bubble {bubble:F3} measured (mean over stages, steps after the first), {end.PipelineBubbleTheoretical ?? double.NaN:F3} theoretical"));
+        }
+        if (end.PeakDeviceBytesPerRank.Count > 1)
+        {
+            _out.WriteLine("  peak device memory per rank: " + string.Join(", ", end.PeakDeviceBytesPerRank.Select(b => F($"{b:N0}"))) + " bytes");
+        }
         _out.WriteLine("  checkpoint: " + (end.CheckpointDir ?? "none (give --out DIR to write one)"));
         _out.WriteLine("  elapsed: " + Duration(end.Elapsed));
         _out.Flush();

@@ -6,9 +6,9 @@ namespace Hal.Cli.Training;
 
 /// <summary>
 /// <c>--json-log F</c>: one JSON object per line, camelCase, numbers in invariant form. The first line is
-/// <c>{"event":"start", model, parameters, backend, dp, corpusEntropy, precision, optimizer, batch, seq, steps, data, startStep}</c>,
+/// <c>{"event":"start", model, parameters, backend, dp, tp, pp, ppSchedule, ppChunks, microbatches, sp, spMode, zero, offload, corpusEntropy, precision, optimizer, batch, seq, steps, data, startStep}</c>,
 /// then one <c>{"event":"step", step, loss, lr, tokensPerSec, gradNorm, skipped, lossScale}</c> per optimizer step, and last
-/// <c>{"event":"end", finalLoss, tokensPerSec, peakDeviceBytes, modelStateBytes, hostBytes, nvmeBytes, tierTrafficBytes, commBytesPerStep, commBytesPerStepMax, steps, skippedSteps, corpusEntropy, checkpointDir, elapsedSeconds}</c>.
+/// <c>{"event":"end", finalLoss, tokensPerSec, peakDeviceBytes, peakDeviceBytesPerRank, pipelineBubble, pipelineBubbleTheoretical (null without --pp), modelStateBytes, hostBytes, nvmeBytes, tierTrafficBytes, commBytesPerStep, commBytesPerStepMax, steps, skippedSteps, corpusEntropy, checkpointDir, elapsedSeconds}</c>.
 /// A number that is NaN or ±Inf (a diverged loss) is written as <c>null</c>, so every line stays valid JSON. Each line is
 /// flushed as it is written: a run that crashes leaves a log that parses up to its last step.
 /// </summary>
@@ -53,6 +53,10 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteString("backend", start.Backend);
             w.WriteNumber("dp", start.Dp);
             w.WriteNumber("tp", start.Tp);
+            w.WriteNumber("pp", start.Pp);
+            w.WriteString("ppSchedule", start.PpSchedule);
+            w.WriteNumber("ppChunks", start.PpChunks);
+            w.WriteNumber("microbatches", start.MicroBatches);
             w.WriteNumber("sp", start.Sp);
             w.WriteString("spMode", start.SpMode);
             w.WriteNumber("zero", start.Zero);
@@ -98,6 +102,14 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             WriteNumber(w, "finalLoss", end.FinalLoss);
             WriteNumber(w, "tokensPerSec", end.TokensPerSec);
             w.WriteNumber("peakDeviceBytes", end.PeakDeviceBytes);
+            w.WriteStartArray("peakDeviceBytesPerRank");
+            foreach (long bytes in end.PeakDeviceBytesPerRank)
+            {
+                w.WriteNumberValue(bytes);
+            }
+            w.WriteEndArray();
+            WriteNumber(w, "pipelineBubble", end.PipelineBubble);
+            WriteNumber(w, "pipelineBubbleTheoretical", end.PipelineBubbleTheoretical);
             w.WriteNumber("modelStateBytes", end.ModelStateBytes);
             w.WriteNumber("hostBytes", end.HostBytes);
             w.WriteNumber("nvmeBytes", end.NvmeBytes);

@@ -72,6 +72,17 @@ internal sealed record TrainArguments
             ? this with { Config = Config with { Sp = 1 } }
             : this;
 
+    /// <summary><c>--pp-schedule</c> values.</summary>
+    public static readonly IReadOnlyDictionary<string, Hal.Parallel.Pipeline.PipelineScheduleKind> PpSchedules = new Dictionary<string, Hal.Parallel.Pipeline.PipelineScheduleKind>
+    {
+        ["gpipe"] = Hal.Parallel.Pipeline.PipelineScheduleKind.GPipe,
+        ["1f1b"] = Hal.Parallel.Pipeline.PipelineScheduleKind.OneFOneB,
+        ["interleaved"] = Hal.Parallel.Pipeline.PipelineScheduleKind.Interleaved,
+    };
+
+    /// <summary>The name users write for a pipeline schedule (gpipe, 1f1b, interleaved).</summary>
+    public static string Name(Hal.Parallel.Pipeline.PipelineScheduleKind k) => PpSchedules.First(kv => kv.Value == k).Key;
+
     /// <summary>The name users write for a sequence-parallel mode (ring, ulysses, split-gather).</summary>
     public static string Name(SequenceParallelMode m) => SpModes.First(kv => kv.Value == m).Key;
 
@@ -106,10 +117,10 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--tp {c.Tp}: must be at least 1 (the number of tensor-parallel ranks per replica)");
         }
-        if (c.Tp > 1 && (c.Zero >= 1 || c.Offload.Policy != OffloadPolicy.None))
+        if (c.Tp > 1 && (c.Zero >= 2 || c.Offload.Policy != OffloadPolicy.None))
         {
-            string what = c.Zero >= 1 ? $"--zero {c.Zero}" : "--offload";
-            throw new UsageException($"--tp {c.Tp} and {what} do not run together yet: use --zero 0 without --offload with tensor parallelism, or --tp 1");
+            string what = c.Zero >= 2 ? $"--zero {c.Zero}" : "--offload";
+            throw new UsageException($"--tp {c.Tp} and {what} do not run together yet: use --zero 0 or 1 without --offload with tensor parallelism, or --tp 1");
         }
         if (c.Sp < 1)
         {
@@ -123,11 +134,12 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--sp {c.Sp} and --tp {c.Tp} do not run together yet: use one of them");
         }
-        if (c.Sp > 1 && (c.Zero >= 1 || c.Offload.Policy != OffloadPolicy.None))
+        if (c.Sp > 1 && (c.Zero >= 2 || c.Offload.Policy != OffloadPolicy.None))
         {
-            string what = c.Zero >= 1 ? $"--zero {c.Zero}" : "--offload";
-            throw new UsageException($"--sp {c.Sp} and {what} do not run together yet: use --zero 0 without --offload with sequence parallelism, or --sp 1");
+            string what = c.Zero >= 2 ? $"--zero {c.Zero}" : "--offload";
+            throw new UsageException($"--sp {c.Sp} and {what} do not run together yet: use --zero 0 or 1 without --offload with sequence parallelism, or --sp 1");
         }
+        ValidatePipeline(c);
         if (c.Zero is < 0 or > 3)
         {
             throw new UsageException($"--zero {c.Zero}: the ZeRO stage is 0 (off), 1 (optimizer states sharded over the dp ranks), 2 (and gradients) or 3 (and parameters)");
@@ -140,11 +152,11 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--nvme-dir {nvme}: no such directory; create it first (a local disk, ideally NVMe)");
         }
-        if (worldSize is { } world && (long)c.Dp * c.Tp * c.Sp != world)
+        if (worldSize is { } world && (long)c.Dp * c.Tp * c.Pp * c.Sp != world)
         {
-            throw new UsageException(c.Tp == 1 && c.Sp == 1
+            throw new UsageException(c.Tp == 1 && c.Sp == 1 && c.Pp == 1
                 ? $"--dp {c.Dp} differs from the {world} processes mpirun started; under mpirun omit --dp or give -np's value"
-                : $"--dp {c.Dp} × --tp {c.Tp} × --sp {c.Sp} = {(long)c.Dp * c.Tp * c.Sp} differs from the {world} processes mpirun started; give sizes whose product is {world}");
+                : $"--dp {c.Dp} × --tp {c.Tp} × --pp {c.Pp} × --sp {c.Sp} = {(long)c.Dp * c.Tp * c.Pp * c.Sp} differs from the {world} processes mpirun started; give sizes whose product is {world}");
         }
         if (c.GradAccum < 1)
         {
@@ -154,14 +166,16 @@ internal sealed record TrainArguments
         {
             throw new UsageException($"--batch {c.Batch}: must be at least 1 (sequences per step, all ranks together)");
         }
-        long split = (long)c.Dp * c.GradAccum;
+        int micro = c.MicroBatches ?? c.GradAccum;
+        string microName = c.MicroBatches is null ? "grad-accum" : "microbatches";
+        long split = (long)c.Dp * micro;
         if (c.Batch % split != 0)
         {
             long lower = c.Batch / split * split;
             long upper = lower + split;
             string suggestion = lower > 0 ? $"{lower} or {upper}" : $"{upper}";
             throw new UsageException(
-                $"--batch {c.Batch} is not divisible by dp × grad-accum = {c.Dp} × {c.GradAccum} = {split}: each rank's micro-batch must be whole; use --batch {suggestion}");
+                $"--batch {c.Batch} is not divisible by dp × {microName} = {c.Dp} × {micro} = {split}: each rank's micro-batch must be whole; use --batch {suggestion}");
         }
         if (c.Seq < 1)
         {
@@ -208,6 +222,51 @@ internal sealed record TrainArguments
         }
         CheckFolderExists("--plot", Plot);
         CheckFolderExists("--json-log", JsonLog);
+    }
+
+    /// <summary>The pipeline options that need no model: sizes, schedule against chunks and micro-batches, what pp does not combine with.</summary>
+    private static void ValidatePipeline(TrainConfig c)
+    {
+        if (c.Pp < 1)
+        {
+            throw new UsageException($"--pp {c.Pp}: must be at least 1 (the number of pipeline stages per replica)");
+        }
+        if (c.PpChunks < 1)
+        {
+            throw new UsageException($"--pp-chunks {c.PpChunks}: must be at least 1 (model chunks per pipeline stage)");
+        }
+        if (c.MicroBatches is { } m)
+        {
+            if (m < 1)
+            {
+                throw new UsageException($"--microbatches {m}: must be at least 1");
+            }
+            if (c.GradAccum != 1 && c.GradAccum != m)
+            {
+                throw new UsageException($"--microbatches {m} and --grad-accum {c.GradAccum} disagree: both name the micro-batches per step per replica; give one of them");
+            }
+        }
+        int micro = c.MicroBatches ?? c.GradAccum;
+        if (c.PpSchedule == Hal.Parallel.Pipeline.PipelineScheduleKind.OneFOneB && c.PpChunks > 1)
+        {
+            throw new UsageException($"--pp-schedule 1f1b runs one model chunk per stage, not --pp-chunks {c.PpChunks}; use --pp-schedule interleaved for virtual chunks");
+        }
+        if (c.Pp > 1 && c.PpSchedule == Hal.Parallel.Pipeline.PipelineScheduleKind.Interleaved)
+        {
+            if (c.PpChunks < 2)
+            {
+                throw new UsageException($"--pp-schedule interleaved needs --pp-chunks 2 or more (got {c.PpChunks}); use 1f1b for one chunk per stage");
+            }
+            if (micro % c.Pp != 0)
+            {
+                throw new UsageException($"--pp-schedule interleaved takes micro-batches in groups of the {c.Pp} stages: --microbatches {micro} is not a multiple of {c.Pp}; give --microbatches {((micro / c.Pp) + 1) * c.Pp}");
+            }
+        }
+        if (c.Pp > 1 && (c.Zero >= 2 || c.Offload.Policy != OffloadPolicy.None))
+        {
+            string what = c.Zero >= 2 ? $"--zero {c.Zero}" : "--offload";
+            throw new UsageException($"--pp {c.Pp} and {what} do not run together; use --zero 1 or --zero 0 without --offload");
+        }
     }
 
     /// <summary>The context length of a named model.</summary>

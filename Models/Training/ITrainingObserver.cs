@@ -17,6 +17,18 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
 
     /// <summary>The <c>--offload</c> policy as given: none, static:P,O or auto.</summary>
     public string Offload { get; init; } = "none";
+
+    /// <summary>Pipeline stages per replica (the job runs on Dp·Tp·Pp·Sp ranks).</summary>
+    public int Pp { get; init; } = 1;
+
+    /// <summary>The pipeline schedule: gpipe, 1f1b or interleaved.</summary>
+    public string PpSchedule { get; init; } = "1f1b";
+
+    /// <summary>Model chunks per pipeline stage.</summary>
+    public int PpChunks { get; init; } = 1;
+
+    /// <summary>Micro-batches per step per data-parallel replica.</summary>
+    public int MicroBatches { get; init; } = 1;
 }
 
 /// <summary>One optimizer step (a line of <c>--json-log</c>); Skipped: a gradient was Inf/NaN and dynamic loss scaling skipped the update.</summary>
@@ -46,6 +58,18 @@ public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDe
 
     /// <summary>As <see cref="CommunicationBytesPerStep"/>, for the rank that sent the most.</summary>
     public double CommunicationBytesPerStepMax { get; init; }
+
+    /// <summary>
+    /// Measured pipeline bubble: the fraction of a step's wall time a stage did not compute, averaged over the stages
+    /// and over the steps after the first; null without pipeline parallelism.
+    /// </summary>
+    public double? PipelineBubble { get; init; }
+
+    /// <summary>The schedule's ideal bubble (p − 1)/(v·m + p − 1); null without pipeline parallelism.</summary>
+    public double? PipelineBubbleTheoretical { get; init; }
+
+    /// <summary>Each rank's device allocator peak in bytes, by world rank.</summary>
+    public IReadOnlyList<long> PeakDeviceBytesPerRank { get; init; } = [];
 }
 
 /// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>

@@ -72,6 +72,25 @@ public sealed record TrainConfig
     public int Sp { get; init; } = 1;
 
     /// <summary>
+    /// Pipeline stages per data-parallel replica (<c>--pp</c>): the blocks are split into contiguous chunks, stage s runs
+    /// model chunks k·Pp + s; the job runs on Dp·Tp·Pp·Sp ranks.
+    /// </summary>
+    public int Pp { get; init; } = 1;
+
+    /// <summary>The pipeline schedule (<c>--pp-schedule gpipe|1f1b|interleaved</c>).</summary>
+    public Hal.Parallel.Pipeline.PipelineScheduleKind PpSchedule { get; init; } = Hal.Parallel.Pipeline.PipelineScheduleKind.OneFOneB;
+
+    /// <summary>Model chunks per pipeline stage (<c>--pp-chunks</c>, virtual stages of the interleaved schedule; 1 otherwise).</summary>
+    public int PpChunks { get; init; } = 1;
+
+    /// <summary>
+    /// Micro-batches per step per data-parallel replica (<c>--microbatches</c>), each of Batch/(Dp·MicroBatches)
+    /// sequences; null: <see cref="GradAccum"/>. At Pp 1 it is gradient accumulation.
+    /// </summary>
+    public int? MicroBatches { get; init; }
+
+
+    /// <summary>
     /// How the sequence is split: ring (zig-zag placement) or ulysses (all-to-all over heads) over <see cref="Sp"/>
     /// extra ranks, or split-gather (Megatron sequence parallelism over the <see cref="Tp"/> ranks themselves, no
     /// extra ranks: <see cref="Sp"/> is 1 or equal to <see cref="Tp"/>, and needs Tp ≥ 2).

@@ -22,6 +22,11 @@ public static partial class Trainer
         {
             throw new TrainConfigException(problem);
         }
+        if (config.Pp > 1 || config.Zero >= 1)
+        {
+            string what = config.Pp > 1 ? $"--pp {config.Pp}" : $"--zero {config.Zero}";
+            throw new TrainConfigException($"--sp-mode split-gather and {what} do not run together yet; use split-gather with --pp 1 and --zero 0, or plain --tp with {what}");
+        }
         long split = (long)config.Dp * config.GradAccum;
         if (split > 0 && config.Batch > 0 && config.Batch % split == 0 && config.Seq > 0)
         {

@@ -81,6 +81,11 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"--sp {config.Sp}: the number of sequence-parallel ranks must be at least 1");
         }
+        if (UsesPipelinePath(config))
+        {
+            CheckPipelineRanks(config, ranks);
+            return;
+        }
         if (config.Tp == 1 && config.Sp == 1 && config.Dp != ranks)
         {
             throw new TrainConfigException($"--dp {config.Dp} but {ranks} rank(s) are running; give --dp {ranks}");
@@ -104,6 +109,11 @@ public static partial class Trainer
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
         long n = LocalParameterCount(model, config.Tp);
+        if (config.Pp > 1)
+        {
+            // A stage holds about 1/pp of the model, the head stage a copy of a tied token matrix besides.
+            n = StageParameterEstimate(model, config, n);
+        }
         var computeDType = ComputeDType(config.Precision);
         int computeBytes = computeDType.SizeInBytes();
         // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.
@@ -115,7 +125,13 @@ public static partial class Trainer
         }
         // Activations kept per token: about 24·C values per block (norm outputs, q/k/v and their head-major copies,
         // attention output, MLP hidden before and after the activation, residuals) and the logits with their gradient.
-        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.GradAccum) * config.Seq / Math.Max(1, config.Sp);
+        long tokens = (long)config.Batch / Math.Max(1, config.Dp) / Math.Max(1, config.MicroBatches ?? config.GradAccum) * config.Seq / Math.Max(1, config.Sp);
+        if (config.Pp > 1)
+        {
+            // A stage keeps its 1/pp of the blocks for every micro-batch in flight: all m under GPipe, at most pp under 1F1B.
+            tokens *= PipelineMicroBatchesInFlight(config);
+            model = model with { Layers = Math.Max(1, (model.Layers + config.Pp - 1) / config.Pp) };
+        }
         long perTokenValues = config.CheckpointActivations
             ? (model.Layers * (long)model.Channels) + (24L * model.Channels) + (2L * model.VocabSize)
             : (model.Layers * 24L * model.Channels) + (2L * model.VocabSize);
@@ -138,6 +154,7 @@ public static partial class Trainer
         {
             CheckChunkedConfig(config);
         }
+        config = ResolveMicroBatches(config);
         if (config.Batch < 1 || config.Seq < 1 || config.GradAccum < 1)
         {
             throw new TrainConfigException("--batch, --seq and --grad-accum must be positive");
@@ -162,6 +179,7 @@ public static partial class Trainer
         }
         CheckTensorParallel(config, model);
         CheckSequenceParallel(config, model);
+        CheckPipeline(config, model);
         if (dataset.VocabSize > model.VocabSize)
         {
             throw new TrainConfigException($"the data's vocabulary ({dataset.VocabSize}) is larger than model '{model.Name}''s ({model.VocabSize}); pick a model with a vocabulary of at least {dataset.VocabSize}");
@@ -202,11 +220,7 @@ public static partial class Trainer
         if (config.UsesChunks)
         {
             string what = config.Zero >= 2 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
-            throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 and no --offload");
-        }
-        if (config.Zero == 1)
-        {
-            throw new TrainConfigException($"--tp {config.Tp} and --zero 1 do not run together yet; use --zero 0 with tensor parallelism");
+            throw new TrainConfigException($"--tp {config.Tp} and {what} do not run together yet; use --tp 1 with {what}, or --tp {config.Tp} with --zero 0 or 1 and no --offload");
         }
         if (config.Optimizer is OptimizerKind.Lamb or OptimizerKind.Lars)
         {
@@ -226,10 +240,11 @@ public static partial class Trainer
         {
             throw new TrainConfigException($"--sp {config.Sp} and --tp {config.Tp} do not run together yet; use one of them");
         }
-        if (config.Zero >= 1 || config.UsesChunks)
+        // ZeRO-1 with sp runs on the pipeline path (Trainer.Pipeline.cs), which partitions over the dp × sp replicas.
+        if (config.Zero >= 2 || config.UsesChunks)
         {
             string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
-            throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 and no --offload with sequence parallelism");
+            throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 or 1 and no --offload with sequence parallelism");
         }
         if (Transformer.SequenceParallelOptions.Problem(model, config.Sp, config.SpMode, config.Seq) is { } problem)
         {
@@ -283,6 +298,10 @@ public static partial class Trainer
     private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var config = job.Config;
+        if (UsesPipelinePath(config))
+        {
+            return RunPipelineRank(job, device, comm!, observer, cancellationToken);
+        }
         var ops = new Ops(device);
         // The world's rank 0 reports and writes checkpoints; data rows go by the dp coordinate.
         int worldRank = comm?.Rank ?? 0;
@@ -456,14 +475,12 @@ public static partial class Trainer
         var runClock = Stopwatch.StartNew();
         double smoothedTokensPerSec = 0;
         long stepsRun = 0;
-        // Bytes this rank sent during the steps after the first (the first may differ: buffers, warm-up), checkpoints excluded.
-        var tally = (comm as CountingCommunicator)?.Tally;
-        long steadyStepBytes = 0, firstStepBytes = 0;
+        var traffic = new StepTraffic(comm);
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var stepClock = Stopwatch.StartNew();
-            long bytesBefore = tally?.TotalBytes ?? 0;
+            traffic.BeginStep();
             loader.Next(globalInputs, globalTargets);
             store.ZeroGrads(ops);
             double lossSum = 0;
@@ -524,15 +541,7 @@ public static partial class Trainer
             device.Synchronize();
             losses.Add(loss);
             stepsRun++;
-            long stepBytes = (tally?.TotalBytes ?? 0) - bytesBefore;
-            if (stepsRun == 1)
-            {
-                firstStepBytes = stepBytes;
-            }
-            else
-            {
-                steadyStepBytes += stepBytes;
-            }
+            traffic.EndStep();
             double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
             // The first step pays for kernel compilation and allocation; average the rest.
             smoothedTokensPerSec = stepsRun <= 2 ? tokensPerSec : (0.9 * smoothedTokensPerSec) + (0.1 * tokensPerSec);
@@ -594,10 +603,8 @@ public static partial class Trainer
             }
         }
         long peak = engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse;
-        if (comm is not null)
-        {
-            peak = (long)MaxScalar(comm, ops, peak);
-        }
+        long[] peaks = comm is null ? [peak] : PerRank(comm, ops, peak);
+        peak = peaks.Max();
         double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
         int k = Math.Max(1, losses.Count / 10);
         double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
@@ -612,12 +619,9 @@ public static partial class Trainer
             observer.OnMessage($"NVMe: {engine.PrefetchedReads} parameter fetches of rank 0 were read from disk while the layer before computed");
         }
         double hostBytes = tiers.HostBytes, nvmeBytes = tiers.NvmeBytes, trafficBytes = tiers.TierTrafficBytes;
-        double commPerStep = stepsRun > 1 ? steadyStepBytes / (double)(stepsRun - 1) : firstStepBytes;
-        double commPerStepMax = commPerStep;
+        var (commPerStep, commPerStepMax) = traffic.PerStep(ops);
         if (comm is not null)
         {
-            commPerStepMax = MaxScalar(comm, ops, commPerStep);
-            commPerStep = DataParallel.SumScalar(comm, ops, commPerStep) / comm.Size;
             modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
             hostBytes = DataParallel.SumScalar(comm, ops, hostBytes);
             nvmeBytes = DataParallel.SumScalar(comm, ops, nvmeBytes);
@@ -631,6 +635,7 @@ public static partial class Trainer
             TierTrafficBytes = (long)trafficBytes,
             CommunicationBytesPerStep = commPerStep,
             CommunicationBytesPerStepMax = commPerStepMax,
+            PeakDeviceBytesPerRank = peaks,
         };
         if (worldRank == 0)
         {
@@ -684,6 +689,39 @@ public static partial class Trainer
         using var t = ops.FromArray([value], new Shape(1), DType.F64);
         comm.AllReduce(t, t, ReduceOp.Max);
         return ops.ToDoubleArray(t)[0];
+    }
+
+    /// <summary>
+    /// Bytes a rank sends per step, from the tally of its counting world: the steps after the first (the first may
+    /// differ: buffers, warm-up), checkpoints excluded.
+    /// </summary>
+    private sealed class StepTraffic(ICommunicator? comm)
+    {
+        private readonly CommunicationTally? _tally = (comm as CountingCommunicator)?.Tally;
+        private long _before, _first, _steady;
+        private int _steps;
+
+        public void BeginStep() => _before = _tally?.TotalBytes ?? 0;
+
+        public void EndStep()
+        {
+            long bytes = (_tally?.TotalBytes ?? 0) - _before;
+            if (++_steps == 1)
+            {
+                _first = bytes;
+            }
+            else
+            {
+                _steady += bytes;
+            }
+        }
+
+        /// <summary>Bytes per step: the mean over the ranks and the most any rank sent. Collective over the world.</summary>
+        public (double Mean, double Max) PerStep(Ops ops)
+        {
+            double own = _steps > 1 ? _steady / (double)(_steps - 1) : _first;
+            return comm is null ? (own, own) : (DataParallel.SumScalar(comm, ops, own) / comm.Size, MaxScalar(comm, ops, own));
+        }
     }
 
     private sealed class NullObserver : ITrainingObserver

@@ -14,6 +14,11 @@ public sealed partial class TransformerModel
     /// </summary>
     public void Initialize(ulong seed)
     {
+        if (Options.Stage is not null)
+        {
+            InitializeStage(seed);
+            return;
+        }
         if (_backing is not null)
         {
             // The backing hands out each parameter, or each row tile of one, with its element offset inside it.
@@ -173,70 +178,95 @@ public sealed partial class TransformerModel
 
     private (Embedding, Block[], INorm, LmHead) BuildModules()
     {
+        var blocks = new Block[Config.Layers];
+        for (int i = 0; i < Config.Layers; i++)
+        {
+            // With checkpointing every block writes its internals into one shared set of buffers.
+            blocks[i] = BuildBlock(_ws, _tensorParallel, _sequenceParallel, i, Options.CheckpointActivations ? "block" : $"block{i}");
+        }
+        return (BuildEmbedding(_ws, _tensorParallel, _sequenceParallel), blocks, BuildFinalNorm(_ws), BuildHead(_ws, _tensorParallel));
+    }
+
+    /// <summary>Block <paramref name="i"/> over <paramref name="ws"/>; <paramref name="scope"/> names its buffers.</summary>
+    private Block BuildBlock(Workspace ws, TensorParallelContext? tp, SequenceParallelContext? sp, int i, string scope)
+    {
         var store = Parameters;
         var cfg = Config;
-        var tp = _tensorParallel;
         int tpSize = tp?.Size ?? 1;
         // Sequence-parallel regions: the output projections leave their reduction to the block, norms sum their gradients.
         bool deferReduction = Options.SequenceParallelRegions;
         var normSum = Options.SequenceParallelRegions ? tp : null;
         // A tensor-parallel rank runs its own heads: H/p query heads and Hkv/p key/value heads.
         int heads = cfg.Heads / tpSize, kvHeads = cfg.KvHeads / tpSize;
-        var blocks = new Block[cfg.Layers];
-        for (int i = 0; i < cfg.Layers; i++)
+        if (cfg.Family == ModelFamily.Gpt2)
         {
-            // With checkpointing every block writes its internals into one shared set of buffers.
-            string scope = Options.CheckpointActivations ? "block" : $"block{i}";
-            if (cfg.Family == ModelFamily.Gpt2)
-            {
-                string p = $"transformer.h.{i}.";
-                var attention = new CausalSelfAttention(_ws,
-                    new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
-                    new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
-                    heads, heads, cfg.HeadSize, null, scope + ".attn", _sequenceParallel);
-                var mlp = new GeluMlp(_ws,
-                    new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
-                    new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
-                    scope + ".mlp");
-                blocks[i] = new Block(_ws,
-                    new Nn.LayerNorm(_ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
-                    attention,
-                    new Nn.LayerNorm(_ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
-                    mlp, scope, tp);
-            }
-            else
-            {
-                string p = $"model.layers.{i}.";
-                var attention = new CausalSelfAttention(_ws,
-                    new Linear(store, [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
-                    new Linear(store, p + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
-                    heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn", _sequenceParallel);
-                var mlp = new SwiGluMlp(_ws,
-                    new Linear(store, p + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
-                    new Linear(store, p + "mlp.up_proj.weight", null, LinearLayout.OutIn),
-                    new Linear(store, p + "mlp.down_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
-                    scope + ".mlp");
-                blocks[i] = new Block(_ws,
-                    new Nn.RmsNorm(_ws, store, p + "input_layernorm.weight", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
-                    attention,
-                    new Nn.RmsNorm(_ws, store, p + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
-                    mlp, scope, tp);
-            }
+            string p = $"transformer.h.{i}.";
+            var attention = new CausalSelfAttention(ws,
+                new Linear(store, p + "attn.c_attn.weight", p + "attn.c_attn.bias", LinearLayout.InOut),
+                new Linear(store, p + "attn.c_proj.weight", p + "attn.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
+                heads, heads, cfg.HeadSize, null, scope + ".attn", sp);
+            var mlp = new GeluMlp(ws,
+                new Linear(store, p + "mlp.c_fc.weight", p + "mlp.c_fc.bias", LinearLayout.InOut),
+                new Linear(store, p + "mlp.c_proj.weight", p + "mlp.c_proj.bias", LinearLayout.InOut) { RowParallel = tp, DeferReduction = deferReduction },
+                scope + ".mlp");
+            return new Block(ws,
+                new Nn.LayerNorm(ws, store, p + "ln_1.weight", p + "ln_1.bias", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
+                attention,
+                new Nn.LayerNorm(ws, store, p + "ln_2.weight", p + "ln_2.bias", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
+                mlp, scope, tp);
         }
-        string token = cfg.Family == ModelFamily.Gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
-        string? positions = cfg.Family == ModelFamily.Gpt2 ? "transformer.wpe.weight" : null;
-        string head = cfg.Family == ModelFamily.Gpt2 || cfg.TieEmbeddings ? token : "lm_head.weight";
-        INorm finalNorm = cfg.Family == ModelFamily.Gpt2
-            ? new Nn.LayerNorm(_ws, store, "transformer.ln_f.weight", "transformer.ln_f.bias", cfg.NormEps, "final") { SumGradientsOver = normSum }
-            : new Nn.RmsNorm(_ws, store, "model.norm.weight", cfg.NormEps, "final") { SumGradientsOver = normSum };
+        string q = $"model.layers.{i}.";
+        var llamaAttention = new CausalSelfAttention(ws,
+            new Linear(store, [q + "self_attn.q_proj.weight", q + "self_attn.k_proj.weight", q + "self_attn.v_proj.weight"], null, LinearLayout.OutIn),
+            new Linear(store, q + "self_attn.o_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
+            heads, kvHeads, cfg.HeadSize, _rotary, scope + ".attn", sp);
+        var swiGlu = new SwiGluMlp(ws,
+            new Linear(store, q + "mlp.gate_proj.weight", null, LinearLayout.OutIn),
+            new Linear(store, q + "mlp.up_proj.weight", null, LinearLayout.OutIn),
+            new Linear(store, q + "mlp.down_proj.weight", null, LinearLayout.OutIn) { RowParallel = tp, DeferReduction = deferReduction },
+            scope + ".mlp");
+        return new Block(ws,
+            new Nn.RmsNorm(ws, store, q + "input_layernorm.weight", cfg.NormEps, scope + ".ln1") { SumGradientsOver = normSum },
+            llamaAttention,
+            new Nn.RmsNorm(ws, store, q + "post_attention_layernorm.weight", cfg.NormEps, scope + ".ln2") { SumGradientsOver = normSum },
+            swiGlu, scope, tp);
+    }
+
+    private string TokenName => Config.Family == ModelFamily.Gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+
+    private string HeadName => Config.Family == ModelFamily.Gpt2 || Config.TieEmbeddings ? TokenName : "lm_head.weight";
+
+    /// <summary>The token (and GPT-2 position) embedding over <paramref name="ws"/>; under tp its vocabulary-parallel lookup.</summary>
+    private Embedding BuildEmbedding(Workspace ws, TensorParallelContext? tp, SequenceParallelContext? sp)
+    {
+        string? positions = Config.Family == ModelFamily.Gpt2 ? "transformer.wpe.weight" : null;
         if (tp is null)
         {
-            return (new Embedding(_ws, store, token, positions, null, _sequenceParallel), blocks, finalNorm, new LmHead(_ws, store, head));
+            return new Embedding(ws, Parameters, TokenName, positions, null, sp);
         }
-        var vocabEmbedding = new VocabParallelEmbedding(Ops, tp.Group, cfg.VocabSize);
+        var vocabEmbedding = new VocabParallelEmbedding(Ops, tp.Group, Config.VocabSize);
         _tensorParallelModules.Add(vocabEmbedding);
-        var vocabLoss = new VocabParallelCrossEntropy(Ops, tp.Group, cfg.VocabSize);
+        return new Embedding(ws, Parameters, TokenName, positions, vocabEmbedding);
+    }
+
+    /// <summary>The final norm over <paramref name="ws"/>; under split-gather its gradients are summed over the tp ranks.</summary>
+    private INorm BuildFinalNorm(Workspace ws)
+    {
+        var normSum = Options.SequenceParallelRegions ? _tensorParallel : null;
+        return Config.Family == ModelFamily.Gpt2
+            ? new Nn.LayerNorm(ws, Parameters, "transformer.ln_f.weight", "transformer.ln_f.bias", Config.NormEps, "final") { SumGradientsOver = normSum }
+            : new Nn.RmsNorm(ws, Parameters, "model.norm.weight", Config.NormEps, "final") { SumGradientsOver = normSum };
+    }
+
+    /// <summary>The LM head with its loss over <paramref name="ws"/>; under tp over this rank's vocabulary rows.</summary>
+    private LmHead BuildHead(Workspace ws, TensorParallelContext? tp)
+    {
+        if (tp is null)
+        {
+            return new LmHead(ws, Parameters, HeadName);
+        }
+        var vocabLoss = new VocabParallelCrossEntropy(Ops, tp.Group, Config.VocabSize);
         _tensorParallelModules.Add(vocabLoss);
-        return (new Embedding(_ws, store, token, positions, vocabEmbedding), blocks, finalNorm, new LmHead(_ws, store, head, vocabLoss, tp) { InputGradientPartial = deferReduction });
+        return new LmHead(ws, Parameters, HeadName, vocabLoss, tp) { InputGradientPartial = Options.SequenceParallelRegions };
     }
 }

@@ -101,7 +101,7 @@ public sealed partial class TransformerModel
         }
         // The vocabulary-parallel head needs every row: its softmax statistics reduce over the ranks row by row.
         var xfLocal = _ws.Get(SplitGatherBlock.LocalScratchKey, new Shape(local, c), dtype);
-        _finalNorm.Forward(LocalResidual(Config.Layers), xfLocal);
+        _finalNorm!.Forward(LocalResidual(Config.Layers), xfLocal);
         var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
         tp.AllGather(xfLocal, xf);
         return xf;
@@ -119,7 +119,7 @@ public sealed partial class TransformerModel
         var dFinalLocal = _ws.Get(SplitGatherBlock.LocalScratchKey, new Shape(local, c), dtype);
         tp.ReduceScatter(dFinal, dFinalLocal);
         var dResidual = _ws.Get("d.residual", new Shape(local, c), dtype);
-        _finalNorm.Backward(dFinalLocal, dResidual, accumulate: false);
+        _finalNorm!.Backward(dFinalLocal, dResidual, accumulate: false);
         gradientsReadyFrom?.Invoke(Parameters.LayerStart(layers + 1));
         for (int l = layers - 1; l >= 0; l--)
         {

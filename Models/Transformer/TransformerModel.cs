@@ -16,7 +16,7 @@ public sealed partial class TransformerModel : IDisposable
     private readonly Embedding? _embedding;
     private readonly TiledEmbedding? _tiledEmbedding;
     private readonly Block[] _blocks;
-    private readonly INorm _finalNorm;
+    private readonly INorm? _finalNorm;
     private readonly LmHead? _head;
     private readonly TiledLmHead? _tiledHead;
     private readonly IParameterBacking? _backing;
@@ -60,8 +60,20 @@ public sealed partial class TransformerModel : IDisposable
             throw new ArgumentException(headProblem, nameof(options));
         }
         CheckSplitGatherOptions();
+        if (Options.Stage is not null && Options.Backing is not null)
+        {
+            throw new ArgumentException("a pipeline stage and a chunked parameter backing (ZeRO 2/3, offload) do not run together", nameof(options));
+        }
+        if (Options.Stage is not null && Options.SequenceParallelRegions)
+        {
+            throw new ArgumentException("a pipeline stage and split-gather sequence parallelism do not run together yet", nameof(options));
+        }
         Parameters = new ParameterStore();
-        if (Options.TensorParallel is { } group)
+        if (Options.Stage is { } stage)
+        {
+            _stageDeclaration = DeclareStage(Parameters, config, stage, Options.TensorParallel?.Size ?? 1);
+        }
+        else if (Options.TensorParallel is { } group)
         {
             _fullDeclaration = TensorParallelLayout.DeclareShards(Parameters, config, group.Size);
         }
@@ -93,8 +105,17 @@ public sealed partial class TransformerModel : IDisposable
             {
                 _rotary = new RotaryTables(ops, config.ContextLength, config.HeadSize, config.RopeTheta);
             }
-            (_embedding, _blocks, _finalNorm, _head) = BuildModules();
-            BuildSplitGather();
+            if (Options.Stage is null)
+            {
+                (_embedding, _blocks, _finalNorm, _head) = BuildModules();
+                BuildSplitGather();
+            }
+            else
+            {
+                // A stage builds its chunks' modules per micro-batch in flight (TransformerModel.Pipeline.cs).
+                _blocks = [];
+                _stageSlots = [.. Enumerable.Range(0, Options.Stage.ChunksPerStage).Select(_ => new List<StageSlot>())];
+            }
             if (_backing is not null)
             {
                 // Under a backing that tiles the vocabulary matrices, the embedding and the head run tile by tile.
@@ -149,6 +170,7 @@ public sealed partial class TransformerModel : IDisposable
     /// <exception cref="ArgumentException">ids or targets of the wrong shape or dtype.</exception>
     public double Forward(Tensor ids, Tensor targets)
     {
+        ThrowIfStaged();
         ArgumentNullException.ThrowIfNull(targets);
         CheckIds(ids, nameof(ids));
         if (targets.Shape != ids.Shape || !targets.DType.IsIndex())
@@ -211,7 +233,7 @@ public sealed partial class TransformerModel : IDisposable
             _head!.Backward(lossScale, dFinal);
         }
         var dResidual = _ws.Get("d.residual", new Shape(n, c), dtype);
-        _finalNorm.Backward(dFinal, dResidual, accumulate: false);
+        _finalNorm!.Backward(dFinal, dResidual, accumulate: false);
         _backing?.EndBackward(layers + 1);
         gradientsReadyFrom?.Invoke(Parameters.LayerStart(layers + 1));
         var dResidual3 = dResidual.Reshape(b, t, c);
@@ -243,6 +265,7 @@ public sealed partial class TransformerModel : IDisposable
     /// <summary>Logits [B, T, V] for ids [B, T] as a new tensor the caller disposes; discards the activations a Backward would need.</summary>
     public Tensor Logits(Tensor ids)
     {
+        ThrowIfStaged();
         CheckIds(ids, nameof(ids));
         if (_head is null)
         {
@@ -304,7 +327,7 @@ public sealed partial class TransformerModel : IDisposable
         }
         var xf = _ws.Get("final.out", new Shape(n, c), dtype, saved: true);
         _backing?.BeginForward(Config.Layers + 1);
-        _finalNorm.Forward(Residual(Config.Layers).Reshape(n, c), xf);
+        _finalNorm!.Forward(Residual(Config.Layers).Reshape(n, c), xf);
         return xf;
     }
 
@@ -340,6 +363,7 @@ public sealed partial class TransformerModel : IDisposable
             module.Dispose();
         }
         _sequenceParallel?.Dispose();
+        DisposeStageSlots();
         _ws.Dispose();
         _rotary?.Dispose();
         Parameters.Dispose();

@@ -43,4 +43,13 @@ public sealed record TransformerOptions
     /// <see cref="TensorParallel"/>; N must be divisible by the group size.
     /// </summary>
     public bool SequenceParallelRegions { get; init; }
+
+    /// <summary>
+    /// When set, the model is one pipeline stage: it declares and holds only the parameters of the stage's layers
+    /// (Hugging Face names and shapes; a tied head's token matrix as a copy on the last stage), and runs chunk by chunk
+    /// through <see cref="TransformerModel.StageForward"/> and <see cref="TransformerModel.StageBackward"/> with several
+    /// micro-batches in flight; the whole-model Forward, Backward and Logits refuse. Combines with
+    /// <see cref="TensorParallel"/> and <see cref="SequenceParallel"/> inside the stage, not with <see cref="Backing"/>.
+    /// </summary>
+    public PipelineStage? Stage { get; init; }
 }

@@ -12,7 +12,7 @@ public sealed class DeviceMesh : IDisposable
 {
     /// <summary>
     /// Builds the mesh; collective over <paramref name="world"/>: every rank calls it with the same sizes, and it splits
-    /// the world once per axis (in the order dp, tp, pp, sp).
+    /// the world once per axis (in the order dp, tp, pp, sp), then once for the replica group.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="world"/> is null.</exception>
     /// <exception cref="MeshException">An axis size is below 1, or dp·tp·pp·sp differs from the world's size.</exception>
@@ -47,6 +47,8 @@ public sealed class DeviceMesh : IDisposable
         TpGroup = SplitAxis(RankOf(DpRank, PpRank, SpRank, 0), TpRank, "tp");
         PpGroup = SplitAxis(RankOf(DpRank, 0, SpRank, TpRank), PpRank, "pp");
         SpGroup = SplitAxis(RankOf(DpRank, PpRank, 0, TpRank), SpRank, "sp");
+        // The replicas of one parameter shard: every rank with this rank's pp and tp coordinates, ordered by (dp, sp).
+        ReplicaGroup = SplitAxis(RankOf(0, PpRank, 0, TpRank), (DpRank * sp) + SpRank, "replica");
     }
 
     /// <summary>Number of data parallel replicas.</summary>
@@ -88,6 +90,13 @@ public sealed class DeviceMesh : IDisposable
     /// <summary>The Sp ranks that share this rank's dp, pp and tp coordinates.</summary>
     public ICommunicator SpGroup { get; }
 
+    /// <summary>
+    /// The Dp·Sp ranks that share this rank's pp and tp coordinates, ordered by (dp, sp): they hold the same parameters
+    /// (the same pipeline stage and tensor shard), so their gradients are averaged over it and a ZeRO-1 partition of
+    /// the optimizer state spans it.
+    /// </summary>
+    public ICommunicator ReplicaGroup { get; }
+
     /// <summary>World rank of the given coordinates: ((dp·Pp + pp)·Sp + sp)·Tp + tp.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A coordinate is outside its axis.</exception>
     public int RankOf(int dp, int pp, int sp, int tp)
@@ -99,13 +108,14 @@ public sealed class DeviceMesh : IDisposable
         return (((((dp * Pp) + pp) * Sp) + sp) * Tp) + tp;
     }
 
-    /// <summary>Disposes the four axis groups (the world stays open: the caller owns it).</summary>
+    /// <summary>Disposes the four axis groups and the replica group (the world stays open: the caller owns it).</summary>
     public void Dispose()
     {
         DpGroup.Dispose();
         TpGroup.Dispose();
         PpGroup.Dispose();
         SpGroup.Dispose();
+        ReplicaGroup.Dispose();
     }
 
     /// <inheritdoc />

@@ -109,10 +109,12 @@ public sealed class MpiCommunicatorTests
     [InlineData("--tp 2")]
     [InlineData("--sp 2")]
     [InlineData("--tp 2 --sp-mode split-gather")]
+    [InlineData("--pp 2")]
     public void Hal_train_with_tensor_or_sequence_parallel_processes_matches_in_process_ranks(string layout)
     {
-        // Two MPI processes split one replica by tensor (--tp 2), by sequence (--sp 2, ring) or both inside the tp
-        // group (Megatron split-gather); the reference runs the same layout on two in-process ranks.
+        // Two MPI processes split one replica by tensor (--tp 2), by sequence (--sp 2, ring), both inside the tp group
+        // (Megatron split-gather) or into pipeline stages (--pp 2, 1f1b: activations and gradients sent point to
+        // point); the reference runs the same layout on two in-process ranks.
         string dir = Path.Combine(Path.GetTempPath(), "hal-mpi-layout-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try

@@ -234,9 +234,9 @@ public sealed class SequenceParallelTrainingTests(ITestOutputHelper output)
         Assert.Contains("key/value heads (2)", e.Message, StringComparison.Ordinal);
     }
 
+    // ZeRO-1 with sp runs (PipelineTrainingTests); tp with sp and the chunked stages do not.
     [Theory]
     [InlineData(2, 0, "none")]
-    [InlineData(1, 1, "none")]
     [InlineData(1, 2, "none")]
     [InlineData(1, 0, "static:0.5,0.5")]
     public void SpWithTpZeroOrOffloadIsRefused(int tp, int zero, string offload)

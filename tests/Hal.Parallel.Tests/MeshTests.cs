@@ -42,6 +42,8 @@ public sealed class MeshTests
                 ("tp", mesh.TpGroup, tp, tpRank, i => RankOf(dpRank, ppRank, spRank, i)),
                 ("pp", mesh.PpGroup, pp, ppRank, i => RankOf(dpRank, i, spRank, tpRank)),
                 ("sp", mesh.SpGroup, sp, spRank, i => RankOf(dpRank, ppRank, i, tpRank)),
+                // The replicas of this rank's parameters: every (dp, sp) with its pp and tp, ordered by dp then sp.
+                ("replica", mesh.ReplicaGroup, dp * sp, (dpRank * sp) + spRank, i => RankOf(i / sp, ppRank, i % sp, tpRank)),
             };
             foreach (var (axis, group, size, coordinate, member) in groups)
             {
