@@ -6,6 +6,9 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
     /// <summary>Tensor-parallel ranks per data-parallel replica (the job runs on Dp·Tp ranks).</summary>
     public int Tp { get; init; } = 1;
 
+    /// <summary>How the tp ranks split the model: "1d", "2d", "2.5d" or "3d".</summary>
+    public string TpMode { get; init; } = "1d";
+
     /// <summary>Sequence-parallel ranks per data-parallel replica (the job runs on Dp·Tp·Sp ranks).</summary>
     public int Sp { get; init; } = 1;
 
@@ -36,6 +39,9 @@ public sealed record TrainEnd(double FinalLoss, double TokensPerSec, long PeakDe
 
     /// <summary>Bytes moved between device, host and NVMe over the run, all ranks (0 without offload).</summary>
     public long TierTrafficBytes { get; init; }
+
+    /// <summary>Bytes rank 0 sent per step in its tensor-parallel grid layers (2D, 2.5D, 3D; ring count); 0 otherwise.</summary>
+    public long CommunicatedBytesPerStep { get; init; }
 }
 
 /// <summary>Receives a run's events (console progress, JSON lines, plot). Called on one thread, in order.</summary>

@@ -188,6 +188,11 @@ public static partial class Trainer
     /// <summary>What tensor parallelism cannot split or does not combine with yet, refused before any work.</summary>
     private static void CheckTensorParallel(TrainConfig config, ModelConfig model)
     {
+        if (config.TpMode != TensorParallelMode.OneD)
+        {
+            CheckGrid(config, model);
+            return;
+        }
         if (TensorParallelLayout.Problem(model, config.Tp) is { } problem)
         {
             throw new TrainConfigException(problem);
@@ -280,6 +285,10 @@ public static partial class Trainer
     private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var config = job.Config;
+        if (config.TpMode != TensorParallelMode.OneD)
+        {
+            return RunGridRank(job, device, comm!, observer, cancellationToken);
+        }
         var ops = new Ops(device);
         // The world's rank 0 reports and writes checkpoints; data rows go by the dp coordinate.
         int worldRank = comm?.Rank ?? 0;

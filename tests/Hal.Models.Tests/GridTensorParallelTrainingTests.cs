@@ -104,4 +104,130 @@ public sealed class GridTensorParallelTrainingTests(ITestOutputHelper output)
         }
         output.WriteLine($"{name} {mode} tp {tp}: loss {grid.Loss:R} vs {loss:R}; worst gradient relative difference {worst:E2}");
     }
+
+    [Fact]
+    public void A2DGpt2BlockSendsTheBytesOfItsFormula()
+    {
+        var config = Tiny("gpt-tiny");
+        var (ids, targets) = TensorParallelTrainingTests.Tokens(12);
+        var grid = Grid(config, "2d", 4, 0, ids, targets);
+        // q = 2 ranks per row and column; R = N/q rows, Cb = C/q channels, Fb = F/q hidden units of a block; e = 4 (fp32).
+        long q = 2, e = 4, r = Batch * Time / q, cb = config.Channels / q, fb = config.Hidden / q;
+        // A SUMMA linear with bias b: forward (q−1)(|X| + |W|)e + (q−1)/q·|b|e; backward (q−1)(2|X| + 2|W|)e + 2(q−1)/q·|b|e.
+        long Linear(long x, long w, long b) => ((q - 1) * (x + w) * e) + ((q - 1) * b * e / q) + ((q - 1) * ((2 * x) + (2 * w)) * e) + (2 * (q - 1) * b * e / q);
+        // A layer norm: forward all-reduces Σx, Σx² [2R] over the row; backward [2R] over the row and dγ, dβ [2·Cb] over the column.
+        long Norm() => (2 * (q - 1) * 2 * r * e / q) + (2 * (q - 1) * 2 * r * e / q) + (2 * (q - 1) * 2 * cb * e / q);
+        long expected = (2 * Norm())
+            + (3 * Linear(r * cb, cb * cb, cb))     // q, k, v: three [C, C] sections of c_attn
+            + Linear(r * cb, cb * cb, cb)           // attention c_proj
+            + Linear(r * cb, cb * fb, fb)           // c_fc
+            + Linear(r * fb, fb * cb, cb);          // mlp c_proj
+        output.WriteLine($"2D gpt-tiny block 0: {grid.BlockBytes} bytes per step on rank 0 (formula {expected})");
+        Assert.Equal(expected, grid.BlockBytes);
+    }
+
+    // Five AdamW steps of the trainer (warm-up 2, clipping at 1): the single-device curve under every grid.
+    private static readonly TrainConfig FiveSteps = TensorParallelTrainingTests.FiveSteps;
+
+    [Theory]
+    [InlineData("gpt-tiny", "2d", 1, 4, 0)]
+    [InlineData("gpt-tiny", "2.5d", 1, 8, 2)]
+    [InlineData("gpt-tiny", "3d", 1, 8, 0)]
+    [InlineData("llama-tiny", "2d", 1, 4, 0)]
+    [InlineData("llama-tiny", "2.5d", 1, 8, 0)]
+    [InlineData("llama-tiny", "3d", 1, 8, 0)]
+    [InlineData("gpt-tiny", "2d", 2, 4, 0)]
+    public void FiveAdamWStepsFollowTheSingleDeviceCurve(string model, string mode, int dp, int tp, int depth)
+    {
+        var job = FiveSteps with { Model = model };
+        var single = TrainerTests.Train(job, 1);
+        var grid = TrainerTests.Train(job with { Dp = dp, Tp = tp, TpMode = Mode(mode), TpDepth = depth }, dp * tp);
+        // fp32 reordered sums in the grid GEMMs, norms and softmax; the clipping norm is the full gradient's (replicated
+        // blocks counted once), else the curves would part at the first clipped step.
+        output.WriteLine($"{model} {mode} dp {dp} tp {tp}: worst loss relative difference {TensorParallelTrainingTests.WorstRelative(single.Losses, grid.Losses):E2}, {grid.CommunicatedBytesPerStep} bytes per step on rank 0");
+        TensorParallelTrainingTests.AssertCurvesClose(single.Losses, grid.Losses, 1e-5, $"{model} {mode} dp {dp} tp {tp}");
+        Assert.True(grid.CommunicatedBytesPerStep > 0, "a grid rank communicates every step");
+    }
+
+    [Theory]
+    [InlineData("2d", 4, "1d", 2)]
+    [InlineData("2d", 4, "1d", 1)]
+    [InlineData("1d", 1, "3d", 8)]
+    public void CheckpointWrittenUnderOneLayoutResumesUnderAnother(string writeMode, int writeTp, string resumeMode, int resumeTp)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "hal-grid-resume-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var job = FiveSteps with { Model = "gpt-tiny", Steps = 4 };
+            var whole = TrainerTests.Train(job, 1);
+            TrainerTests.Train(job with { Steps = 2, OutDir = dir, Tp = writeTp, TpMode = Mode(writeMode) }, writeTp);
+            var resumed = TrainerTests.Train(job with { ResumeDir = Path.Combine(dir, "step-00000002"), Tp = resumeTp, TpMode = Mode(resumeMode) }, resumeTp);
+            // The checkpoint holds whole tensors and moments whatever the layout: the resumed run continues the
+            // uninterrupted one up to reordered fp32 sums.
+            output.WriteLine($"{writeMode} tp {writeTp} -> {resumeMode} tp {resumeTp}: worst loss relative difference {TensorParallelTrainingTests.WorstRelative(whole.Losses, resumed.Losses):E2}");
+            TensorParallelTrainingTests.AssertCurvesClose(whole.Losses, resumed.Losses, 1e-5, $"written {writeMode} tp {writeTp}, resumed {resumeMode} tp {resumeTp}");
+        }
+        finally
+        {
+            if (Directory.Exists(dir))
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("2d", 8, 0, 1, 4, "needs a square number of ranks")]
+    [InlineData("3d", 4, 0, 1, 4, "needs a cube number of ranks")]
+    [InlineData("2.5d", 4, 0, 1, 4, "needs q²·d ranks")]
+    [InlineData("2.5d", 8, 4, 1, 4, "--tp-depth 4 needs --tp = q²·4")]
+    [InlineData("2d", 9, 0, 1, 9, "4 heads, not divisible by 3")]
+    [InlineData("3d", 8, 0, 1, 2, "2 sequences per replica are not divisible by 4")]
+    public void ImpossibleGridsAreRefusedBeforeAnyWork(string mode, int tp, int depth, int dp, int batch, string expected)
+    {
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(
+            FiveSteps with { Tp = tp, Dp = dp, Batch = batch, TpMode = Mode(mode), TpDepth = depth }, tp * dp));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(1, 0, "none", "sgd", 2, "--sp 2 do not run together yet")]
+    [InlineData(1, 1, "none", "adamw", 1, "--zero 1 do not run together yet")]
+    [InlineData(1, 0, "static:0.5,0.5", "adamw", 1, "do not run together yet")]
+    [InlineData(1, 0, "none", "lamb", 1, "use adamw or sgd")]
+    [InlineData(1, 0, "none", "lars", 1, "use adamw or sgd")]
+    public void GridsWithUnsupportedCompanionsAreRefused(int dp, int zero, string offload, string optimizer, int sp, string expected)
+    {
+        var kind = Enum.Parse<OptimizerKind>(optimizer, ignoreCase: true);
+        var e = Assert.Throws<TrainConfigException>(() => TrainerTests.Train(FiveSteps with
+        {
+            Dp = dp, Tp = 4, Sp = sp, TpMode = TensorParallelMode.TwoD, Zero = zero, Offload = Zero.OffloadSpec.Parse(offload), Optimizer = kind,
+        }, dp * 4 * sp));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AVocabularyThatDoesNotSplitIsNamed()
+    {
+        var (geometry, _) = GridGeometry.For(TensorParallelMode.ThreeD, 8, null);
+        string? problem = geometry!.Problem(ModelConfig.Named("gpt-tiny", 37), 4);
+        Assert.NotNull(problem);
+        Assert.Contains("vocabulary of 37 is not divisible by 4", problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(8, 2)]
+    [InlineData(12, 3)]
+    [InlineData(16, 4)]
+    [InlineData(18, 2)]
+    [InlineData(32, 2)]
+    public void The25DDefaultDepthHasTheLargestSideWithDepthAtLeastTwo(int tp, int depth) =>
+        Assert.Equal(depth, GridGeometry.DefaultDepth(tp));
+
+    [Theory]
+    [InlineData(4)]
+    [InlineData(9)]
+    [InlineData(7)]
+    public void The25DDefaultDepthIsRefusedWithoutADepthOfTwoOrMore(int tp) =>
+        Assert.Null(GridGeometry.DefaultDepth(tp));
 }
