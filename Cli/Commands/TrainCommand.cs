@@ -26,6 +26,8 @@ internal static class TrainCommand
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
         var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
+        var tpMode = Choice("--tp-mode", TrainArguments.TpModes.Keys, "How the tp ranks split the model: 1d (Megatron: heads, MLP units and vocabulary), 2d (a q×q grid, --tp q²), 2.5d (q×q×d, --tp q²·d) or 3d (a c×c×c cube, --tp c³); the grids block-partition activations and weights (default 1d).");
+        var tpDepth = new Option<int?>("--tp-depth") { Description = "2.5d's depth d (--tp = q²·d; default: the d ≥ 2 with the largest q).", HelpName = "D" };
         var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks (default {d.Sp}).", HelpName = "N" };
         var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"Attention across the sequence ranks: ring (key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp) or ulysses (all-to-all to whole sequences of heads; heads a multiple of sp) (default {TrainArguments.Name(d.SpMode)}).");
         var zero = new Option<int?>("--zero") { Description = $"ZeRO stage: 0 off, 1 shards optimizer states over the dp ranks, 2 also gradients, 3 also parameters (gathered per layer) (default {d.Zero}).", HelpName = "0|1|2|3" };
@@ -85,7 +87,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or data-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, tp, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, tp, tpMode, tpDepth, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -99,6 +101,8 @@ internal static class TrainCommand
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
                     Tp = parse.GetValue(tp) ?? d.Tp,
+                    TpMode = parse.GetValue(tpMode) is { } tm ? TrainArguments.TpModes[tm] : d.TpMode,
+                    TpDepth = parse.GetValue(tpDepth) ?? d.TpDepth,
                     Sp = parse.GetValue(sp) ?? d.Sp,
                     SpMode = parse.GetValue(spMode) is { } m ? TrainArguments.SpModes[m] : d.SpMode,
                     Zero = parse.GetValue(zero) ?? d.Zero,

@@ -53,6 +53,7 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteString("backend", start.Backend);
             w.WriteNumber("dp", start.Dp);
             w.WriteNumber("tp", start.Tp);
+            w.WriteString("tpMode", start.TpMode);
             w.WriteNumber("sp", start.Sp);
             w.WriteString("spMode", start.SpMode);
             w.WriteNumber("zero", start.Zero);
@@ -102,6 +103,7 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteNumber("hostBytes", end.HostBytes);
             w.WriteNumber("nvmeBytes", end.NvmeBytes);
             w.WriteNumber("tierTrafficBytes", end.TierTrafficBytes);
+            w.WriteNumber("communicatedBytesPerStep", end.CommunicatedBytesPerStep);
             w.WriteNumber("steps", end.Steps);
             w.WriteNumber("skippedSteps", end.SkippedSteps);
             WriteNumber(w, "corpusEntropy", end.CorpusEntropy);
