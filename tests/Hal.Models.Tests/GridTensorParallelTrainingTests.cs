@@ -126,6 +126,29 @@ public sealed class GridTensorParallelTrainingTests(ITestOutputHelper output)
         Assert.Equal(expected, grid.BlockBytes);
     }
 
+    [Fact]
+    public void A3DGpt2BlockSendsTheBytesOfItsFormula()
+    {
+        var config = Tiny("gpt-tiny");
+        var (ids, targets) = TensorParallelTrainingTests.Tokens(13);
+        var grid = Grid(config, "3d", 8, 0, ids, targets);
+        // c = 2 per cube axis; R = N/c² rows of a piece, Cb = C/c features, Wc = C/c² and Wf = F/c² weight rows of a piece, Fb = F/c; e = 4.
+        long c = 2, e = 4, r = Batch * Time / (c * c), cb = config.Channels / c, wc = config.Channels / (c * c), wf = config.Hidden / (c * c), fb = config.Hidden / c;
+        // A 3D linear with pieces x, w, y and bias b: forward all-gathers x and w, reduce-scatters the y terms, broadcasts
+        // b: (c−1)(|x| + |w| + |y|)e + (c−1)/c·|b|e; backward all-gathers dy, x and w and reduce-scatters the dx and dw
+        // terms: (c−1)(2|x| + 2|w| + |y|)e, and all-reduces db: 2(c−1)/c·|b|e.
+        long Linear(long x, long w, long y, long b) => ((c - 1) * (x + w + y) * e) + ((c - 1) * b * e / c) + ((c - 1) * ((2 * x) + (2 * w) + y) * e) + (2 * (c - 1) * b * e / c);
+        // A layer norm: forward [2R] over the hidden axis; backward [2R] over it and dγ, dβ [2·Cb] over axis 0 and the other feature axis.
+        long Norm() => (2 * (c - 1) * 2 * r * e / c) + (2 * (c - 1) * 2 * r * e / c) + (2 * 2 * (c - 1) * 2 * cb * e / c);
+        long expected = (2 * Norm())
+            + (3 * Linear(r * cb, wc * cb, r * cb, cb))     // q, k, v: three [C, C] sections of c_attn
+            + Linear(r * cb, wc * cb, r * cb, cb)           // attention c_proj
+            + Linear(r * cb, wc * fb, r * fb, fb)           // c_fc
+            + Linear(r * fb, wf * cb, r * cb, cb);          // mlp c_proj
+        output.WriteLine($"3D gpt-tiny block 0: {grid.BlockBytes} bytes per step on rank 0 (formula {expected})");
+        Assert.Equal(expected, grid.BlockBytes);
+    }
+
     // Five AdamW steps of the trainer (warm-up 2, clipping at 1): the single-device curve under every grid.
     private static readonly TrainConfig FiveSteps = TensorParallelTrainingTests.FiveSteps;
 
