@@ -103,9 +103,15 @@ public sealed class GridTransformerModel : IDisposable
     /// <summary>Initialises every block from the full tensors the single-device model draws from <paramref name="seed"/> (one layout-independent start).</summary>
     public void Initialize(ulong seed)
     {
-        using var full = new TransformerModel(Ops, Config, new TransformerOptions { ComputeDType = Parameters.DType });
-        full.Initialize(seed);
-        LoadFull(full.Parameters);
+        // One full tensor at a time, drawn at its single-device Philox offset: no rank ever holds the whole model.
+        using var full = new ParameterStore();
+        TransformerModel.DeclareParameters(full, Config);
+        for (int i = 0; i < Layout.Count; i++)
+        {
+            using var whole = Ops.Empty(Layout[i].FullShape, Parameters.DType);
+            TransformerModel.InitializeParameter(Ops, Config, full.Infos[i], whole, seed, 0);
+            GridParameterLayout.Split(Ops, Layout[i], Geometry, TpRank, whole, Parameters.Param(i));
+        }
     }
 
     /// <summary>Every local block = this rank's blocks of the same-named full tensor of <paramref name="full"/>.</summary>
