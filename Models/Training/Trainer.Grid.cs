@@ -32,6 +32,10 @@ public static partial class Trainer
             string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
             throw new TrainConfigException($"{mode} and {what} do not run together yet; use --zero 0 and no --offload with a grid (it already splits every weight and its optimizer state over the tp ranks)");
         }
+        if (config.CheckpointActivations)
+        {
+            throw new TrainConfigException($"{mode} and --checkpoint-activations do not run together yet; drop --checkpoint-activations (a grid already splits the activations over its ranks), or use --tp-mode 1d");
+        }
         if (config.Optimizer is OptimizerKind.Lamb or OptimizerKind.Lars)
         {
             throw new TrainConfigException($"{mode} and --optimizer {config.Optimizer.ToString().ToLowerInvariant()} do not run together yet (per-tensor trust ratios need whole-tensor norms); use adamw or sgd");
@@ -210,6 +214,17 @@ public static partial class Trainer
             observer.OnEnd(end);
         }
         return end;
+    }
+
+    /// <summary>Parameters one grid rank holds (its blocks, replicated ones included), or the whole model when the grid cannot split it.</summary>
+    private static long GridLocalParameterCount(ModelConfig model, TrainConfig config)
+    {
+        var geometry = GridGeometry.For(config.TpMode, config.Tp, config.TpDepth).Geometry;
+        if (geometry is null || geometry.Problem(model, geometry.RowBlocks) is not null)
+        {
+            return model.ParameterCount;
+        }
+        return GridParameterLayout.Of(model).Sum(p => p.LocalShape(geometry).ElementCount);
     }
 
     private static string GridName(GridGeometry g) => g.Mode switch

@@ -100,7 +100,7 @@ public static partial class Trainer
 
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
-        long n = LocalParameterCount(model, config.Tp);
+        long n = config.TpMode == TensorParallelMode.OneD ? LocalParameterCount(model, config.Tp) : GridLocalParameterCount(model, config);
         var computeDType = ComputeDType(config.Precision);
         int computeBytes = computeDType.SizeInBytes();
         // What the optimizer allocates: moments or momentum, and under 16-bit compute the fp32 master and gradient copies.
