@@ -26,6 +26,8 @@ internal static class TrainCommand
         var backend = new Option<string?>("--backend") { Description = "Backend to train on; rank i uses its device i mod the device count (default cpu).", HelpName = "NAME" };
         var dp = new Option<int?>("--dp") { Description = $"Data-parallel ranks (default {d.Dp}; under mpirun the world size).", HelpName = "N" };
         var tp = new Option<int?>("--tp") { Description = $"Tensor-parallel ranks per data-parallel replica: heads, MLP units and vocabulary split over them; the job runs on dp × tp ranks (default {d.Tp}).", HelpName = "N" };
+        var tpMode = Choice("--tp-mode", TrainArguments.TpModes.Keys, "How the tp ranks split the model: 1d (Megatron: heads, MLP units and vocabulary), 2d (a q×q grid, --tp q²), 2.5d (q×q×d, --tp q²·d) or 3d (a c×c×c cube, --tp c³); the grids block-partition activations and weights (default 1d).");
+        var tpDepth = new Option<int?>("--tp-depth") { Description = "2.5d's depth d (--tp = q²·d; default: the d ≥ 2 with the largest q).", HelpName = "D" };
         var sp = new Option<int?>("--sp") { Description = $"Sequence-parallel ranks per data-parallel replica: each holds seq/sp tokens of every sequence; the job runs on dp × tp × sp ranks; with --sp-mode split-gather give 1 or the --tp value, which uses the tp ranks and no extra ones (default {d.Sp}).", HelpName = "N" };
         var spMode = Choice("--sp-mode", TrainArguments.SpModes.Keys, $"How the sequence is split: ring (--sp ranks; key/value blocks pass around, zig-zag placement; seq a multiple of 2·sp), ulysses (--sp ranks; all-to-all to whole sequences of heads; heads a multiple of sp), or split-gather (Megatron sequence parallelism over the --tp ranks, no extra ranks: norms and residuals hold 1/tp of the tokens, gathered around attention and the MLP; needs --tp 2 or more, --sp 1 or equal to --tp, and batch/dp/grad-accum × seq a multiple of tp) (default {TrainArguments.Name(d.SpMode)}).");
         var pp = new Option<int?>("--pp") { Description = $"Pipeline stages per data-parallel replica: the blocks split into contiguous chunks, activations passed between stages; the job runs on dp × tp × pp × sp ranks (default {d.Pp}).", HelpName = "N" };
@@ -89,7 +91,7 @@ internal static class TrainCommand
         var plot = new Option<string?>("--plot") { Description = "Write the loss curve (with the corpus entropy when known) to this PNG at the end.", HelpName = "FILE.png" };
         var command = new Command("train", "Train a GPT-2 or LLaMA model on one device or over data, tensor, pipeline and sequence-parallel ranks; on the synthetic corpus the loss should approach its entropy.")
         {
-            model, init, backend, dp, tp, pp, ppSchedule, ppChunks, microBatches, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
+            model, init, backend, dp, tp, tpMode, tpDepth, pp, ppSchedule, ppChunks, microBatches, sp, spMode, zero, offload, nvmeDir, hostMemory, precision, optimizer, lr, schedule, warmup, weightDecay, clip, steps, batch, seq, gradAccum, seed,
             data, shuffle, outDir, checkpointEvery, resume, checkpointActivations, logEvery, jsonLog, plot,
         };
         command.SetAction(parse =>
@@ -103,6 +105,8 @@ internal static class TrainCommand
                     DeviceMemoryBytes = parse.GetValue(globals.DeviceMemory),
                     Dp = parse.GetValue(dp) ?? d.Dp,
                     Tp = parse.GetValue(tp) ?? d.Tp,
+                    TpMode = parse.GetValue(tpMode) is { } tm ? TrainArguments.TpModes[tm] : d.TpMode,
+                    TpDepth = parse.GetValue(tpDepth) ?? d.TpDepth,
                     Sp = parse.GetValue(sp) ?? d.Sp,
                     Pp = parse.GetValue(pp) ?? d.Pp,
                     PpSchedule = parse.GetValue(ppSchedule) is { } ps ? TrainArguments.PpSchedules[ps] : d.PpSchedule,

@@ -53,6 +53,7 @@ internal sealed class JsonLinesObserver : ITrainingObserver, IDisposable
             w.WriteString("backend", start.Backend);
             w.WriteNumber("dp", start.Dp);
             w.WriteNumber("tp", start.Tp);
+            w.WriteString("tpMode", start.TpMode);
             w.WriteNumber("pp", start.Pp);
             w.WriteString("ppSchedule", start.PpSchedule);
             w.WriteNumber("ppChunks", start.PpChunks);

@@ -83,6 +83,15 @@ internal sealed record TrainArguments
     /// <summary>The name users write for a pipeline schedule (gpipe, 1f1b, interleaved).</summary>
     public static string Name(Hal.Parallel.Pipeline.PipelineScheduleKind k) => PpSchedules.First(kv => kv.Value == k).Key;
 
+    /// <summary><c>--tp-mode</c> values.</summary>
+    public static readonly IReadOnlyDictionary<string, TensorParallelMode> TpModes = new Dictionary<string, TensorParallelMode>
+    {
+        ["1d"] = TensorParallelMode.OneD,
+        ["2d"] = TensorParallelMode.TwoD,
+        ["2.5d"] = TensorParallelMode.TwoAndHalfD,
+        ["3d"] = TensorParallelMode.ThreeD,
+    };
+
     /// <summary>The name users write for a sequence-parallel mode (ring, ulysses, split-gather).</summary>
     public static string Name(SequenceParallelMode m) => SpModes.First(kv => kv.Value == m).Key;
 
@@ -121,6 +130,18 @@ internal sealed record TrainArguments
         {
             string what = c.Zero >= 2 ? $"--zero {c.Zero}" : "--offload";
             throw new UsageException($"--tp {c.Tp} and {what} do not run together yet: use --zero 0 or 1 without --offload with tensor parallelism, or --tp 1");
+        }
+        if (c.TpMode != TensorParallelMode.OneD && GridGeometry.For(c.TpMode, c.Tp, c.TpDepth).Problem is { } grid)
+        {
+            throw new UsageException(grid);
+        }
+        if (c.TpDepth != 0 && c.TpMode != TensorParallelMode.TwoAndHalfD)
+        {
+            throw new UsageException($"--tp-depth {c.TpDepth} sets the depth of a 2.5d grid: give --tp-mode 2.5d, or drop --tp-depth");
+        }
+        if (c.TpMode != TensorParallelMode.OneD && c.Sp > 1)
+        {
+            throw new UsageException($"--tp-mode {c.TpMode.Name()} and --sp {c.Sp} do not run together yet: use --sp 1 with a grid, or --tp-mode 1d");
         }
         if (c.Sp < 1)
         {

@@ -6,6 +6,9 @@ public sealed record TrainStart(string Model, long Parameters, string Backend, i
     /// <summary>Tensor-parallel ranks per data-parallel replica (the job runs on Dp·Tp ranks).</summary>
     public int Tp { get; init; } = 1;
 
+    /// <summary>How the tp ranks split the model: "1d", "2d", "2.5d" or "3d".</summary>
+    public string TpMode { get; init; } = "1d";
+
     /// <summary>Sequence-parallel ranks per data-parallel replica (the job runs on Dp·Tp·Sp ranks).</summary>
     public int Sp { get; init; } = 1;
 

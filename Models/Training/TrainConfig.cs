@@ -66,6 +66,15 @@ public sealed record TrainConfig
     public int Tp { get; init; } = 1;
 
     /// <summary>
+    /// How the Tp ranks split the model: 1-D Megatron (the default), or a 2D (Tp = q²), 2.5D (Tp = q²·d) or 3D (Tp = c³)
+    /// grid that block-partitions activations and weights (see <see cref="Transformer.GridGeometry"/>).
+    /// </summary>
+    public Transformer.TensorParallelMode TpMode { get; init; } = Transformer.TensorParallelMode.OneD;
+
+    /// <summary>2.5D's depth d (Tp = q²·d); 0 picks the d ≥ 2 with the largest q (<see cref="Transformer.GridGeometry.DefaultDepth"/>).</summary>
+    public int TpDepth { get; init; }
+
+    /// <summary>
     /// Sequence-parallel ranks per data-parallel replica: each holds Seq/Sp tokens of every sequence and attention
     /// runs over the whole sequence by <see cref="SpMode"/>; the job runs on Dp·Tp·Sp ranks.
     /// </summary>

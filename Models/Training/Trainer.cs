@@ -108,7 +108,7 @@ public static partial class Trainer
 
     private static ModelFootprint Estimate(ModelConfig model, TrainConfig config)
     {
-        long n = LocalParameterCount(model, config.Tp);
+        long n = config.TpMode == TensorParallelMode.OneD ? LocalParameterCount(model, config.Tp) : GridLocalParameterCount(model, config);
         if (config.Pp > 1)
         {
             // A stage holds about 1/pp of the model, the head stage a copy of a tied token matrix besides.
@@ -209,6 +209,11 @@ public static partial class Trainer
     /// <summary>What tensor parallelism cannot split or does not combine with yet, refused before any work.</summary>
     private static void CheckTensorParallel(TrainConfig config, ModelConfig model)
     {
+        if (config.TpMode != TensorParallelMode.OneD)
+        {
+            CheckGrid(config, model);
+            return;
+        }
         if (TensorParallelLayout.Problem(model, config.Tp) is { } problem)
         {
             throw new TrainConfigException(problem);
@@ -298,6 +303,10 @@ public static partial class Trainer
     private static TrainEnd RunRank(Job job, IDevice device, ICommunicator? comm, ITrainingObserver observer, CancellationToken cancellationToken)
     {
         var config = job.Config;
+        if (config.TpMode != TensorParallelMode.OneD)
+        {
+            return RunGridRank(job, device, comm!, observer, cancellationToken);
+        }
         if (UsesPipelinePath(config))
         {
             return RunPipelineRank(job, device, comm!, observer, cancellationToken);

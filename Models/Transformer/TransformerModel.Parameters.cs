@@ -58,20 +58,23 @@ public sealed partial class TransformerModel
         }
     }
 
-    private void InitializeParameter(ParameterInfo info, Tensor p, ulong seed, long elementOffset)
+    private void InitializeParameter(ParameterInfo info, Tensor p, ulong seed, long elementOffset) => InitializeParameter(Ops, Config, info, p, seed, elementOffset);
+
+    /// <summary>Draws one full parameter (or the piece of it at <paramref name="elementOffset"/>) as <see cref="Initialize"/> does; grid layouts cut their blocks from it.</summary>
+    internal static void InitializeParameter(Ops ops, ModelConfig config, ParameterInfo info, Tensor p, ulong seed, long elementOffset)
     {
-        double residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        double residualStd = 0.02 / Math.Sqrt(2.0 * config.Layers);
         if (info.Name.EndsWith(".bias", StringComparison.Ordinal))
         {
-            Ops.Fill(p, 0);
+            ops.Fill(p, 0);
         }
         else if (info.Shape.Rank == 1)
         {
-            Ops.Fill(p, 1);
+            ops.Fill(p, 1);
         }
         else
         {
-            Ops.RandomNormal(p, seed, (ulong)(info.Offset + elementOffset), 0, IsResidualProjection(info.Name) ? residualStd : 0.02);
+            ops.RandomNormal(p, seed, (ulong)(info.Offset + elementOffset), 0, IsResidualProjection(info.Name) ? residualStd : 0.02);
         }
     }
 

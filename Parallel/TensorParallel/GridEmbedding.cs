@@ -18,10 +18,11 @@ internal sealed class GridEmbedding : IDisposable
     private readonly TensorParallelGroup _group;
     private readonly string _layer;
 
-    public GridEmbedding(Ops ops, ICommunicator vocabGroup, int vocabSize, string layer)
+    /// <summary>The vocabulary rows are block <paramref name="vocabBlock"/> of the group's size (the group rank when null).</summary>
+    public GridEmbedding(Ops ops, ICommunicator vocabGroup, int vocabSize, string layer, int? vocabBlock = null)
     {
         _group = new TensorParallelGroup(ops, vocabGroup);
-        Shard = new VocabShard(vocabSize, vocabGroup.Size, vocabGroup.Rank);
+        Shard = new VocabShard(vocabSize, vocabGroup.Size, vocabBlock ?? vocabGroup.Rank);
         _layer = layer;
     }
 

@@ -15,7 +15,8 @@ namespace Hal.Parallel.TensorParallel;
 /// partner, so the next layer takes <see cref="TensorGrid3D.OtherAxis"/> as its input axis (layers alternate).
 /// The bias b_j is owned by the ranks with i = 0, broadcast along axis 0, and its gradient (all-reduced along axis 0)
 /// accumulates there only. Per rank and step with e bytes per element: forward (c−1)·(|x| + |w| + |y|)·e +
-/// (c−1)/c·|b|·e; backward (c−1)·(2·|x| + 2·|w| + 2·|y|)·e + 2·(c−1)/c·|b|·e, every term falling as p^(−2/3).
+/// (c−1)/c·|b|·e; backward (c−1)·(2·|x| + 2·|w| + |y|)·e + 2·(c−1)/c·|b|·e (dy is gathered once; x and w again, and the dx and dW terms
+/// are reduce-scattered), every term falling as p^(−2/3).
 /// </summary>
 public sealed class Linear3D : IDisposable
 {
