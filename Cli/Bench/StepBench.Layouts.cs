@@ -18,6 +18,12 @@ internal sealed record StepBenchLayout(string Text, Func<TrainConfig, TrainConfi
         ["tp"] = (c, v) => c with { Tp = Int("tp", v) },
         ["sp"] = (c, v) => c with { Sp = Int("sp", v) },
         ["sp-mode"] = (c, v) => c with { SpMode = TrainArguments.SpModes.TryGetValue(v, out var m) ? m : throw new UsageException($"--layout sp-mode={v}: use one of {string.Join(", ", TrainArguments.SpModes.Keys)}") },
+        ["tp-mode"] = (c, v) => c with { TpMode = TrainArguments.TpModes.TryGetValue(v, out var m) ? m : throw new UsageException($"--layout tp-mode={v}: use one of {string.Join(", ", TrainArguments.TpModes.Keys)}") },
+        ["tp-depth"] = (c, v) => c with { TpDepth = Int("tp-depth", v) },
+        ["pp"] = (c, v) => c with { Pp = Int("pp", v) },
+        ["pp-schedule"] = (c, v) => c with { PpSchedule = TrainArguments.PpSchedules.TryGetValue(v, out var k) ? k : throw new UsageException($"--layout pp-schedule={v}: use one of {string.Join(", ", TrainArguments.PpSchedules.Keys)}") },
+        ["pp-chunks"] = (c, v) => c with { PpChunks = Int("pp-chunks", v) },
+        ["microbatches"] = (c, v) => c with { MicroBatches = Int("microbatches", v) },
         ["zero"] = (c, v) => c with { Zero = Int("zero", v) },
         ["grad-accum"] = (c, v) => c with { GradAccum = Int("grad-accum", v) },
         ["checkpoint-activations"] = (c, v) => c with { CheckpointActivations = v is "1" or "true" ? true : v is "0" or "false" ? false : throw new UsageException($"--layout checkpoint-activations={v}: use true or false") },
@@ -57,7 +63,9 @@ internal sealed record StepBenchLayout(string Text, Func<TrainConfig, TrainConfi
         }
         TrainConfig Apply(TrainConfig c) => setters.Aggregate(c, (acc, s) => s(acc));
         var probe = Apply(new TrainConfig());
-        long ranks = (long)probe.Dp * probe.Tp * probe.Sp;
+        // Split-gather runs on the tp ranks themselves (its sp, if given, names the same ranks).
+        int sp = probe.SpMode == Hal.Models.Transformer.SequenceParallelMode.SplitGather ? 1 : probe.Sp;
+        long ranks = (long)probe.Dp * probe.Tp * probe.Pp * sp;
         if (ranks > 64)
         {
             throw new UsageException($"--layout {text}: {ranks} ranks; in-process layouts run up to 64 ranks");
@@ -75,10 +83,11 @@ internal sealed record StepBenchLayout(string Text, Func<TrainConfig, TrainConfi
 /// One layout's figures in <c>hal bench step --json</c> (<c>layouts[]</c>): its spelling and ranks, tokensPerSec (the
 /// global batch's tokens over the median timed step), ratioToSingle (over the single-device run's), peakDeviceBytesPerRank
 /// (the largest allocator peak of any rank), commBytesPerStep (bytes one rank sends per step, mean over ranks, counted
-/// per call), commBytesPerStepMax (the busiest rank), and the last step's loss.
+/// per call), commBytesPerStepMax (the busiest rank), the last step's loss, and under pipeline parallelism the measured
+/// bubble (mean over stages and steps after the first) beside the schedule's theoretical one (null otherwise).
 /// </summary>
 internal sealed record StepBenchLayoutRun(string Layout, int Ranks, double TokensPerSec, double MedianStepMs, double RatioToSingle,
-    long PeakDeviceBytesPerRank, double CommBytesPerStep, double CommBytesPerStepMax, double LastLoss);
+    long PeakDeviceBytesPerRank, double CommBytesPerStep, double CommBytesPerStepMax, double LastLoss, double? Bubble = null, double? BubbleTheoretical = null);
 
 internal static partial class StepBench
 {
@@ -105,7 +114,8 @@ internal static partial class StepBench
             }
             runs.Add(run);
             progress.WriteLine(F($"step: layout {layout.Text} on {layout.Ranks} rank(s): {run.TokensPerSec:F0} tokens/s ({run.RatioToSingle:F2} of one device), ") +
-                F($"peak {run.PeakDeviceBytesPerRank:N0} bytes per rank, {run.CommBytesPerStep:N0} bytes sent per rank per step, last loss {run.LastLoss:F4}"));
+                F($"peak {run.PeakDeviceBytesPerRank:N0} bytes per rank, {run.CommBytesPerStep:N0} bytes sent per rank per step, last loss {run.LastLoss:F4}") +
+                (run.Bubble is { } bubble ? F($", bubble {bubble:F3} (theoretical {run.BubbleTheoretical ?? double.NaN:F3})") : ""));
         }
         return runs;
     }
@@ -142,7 +152,8 @@ internal static partial class StepBench
             }
             double median = Median(observer.TimedStepSeconds);
             return new StepBenchLayoutRun(layout.Text, layout.Ranks, median > 0 ? spec.Batch * (double)spec.Seq / median : 0, median * 1e3, 1,
-                end.PeakDeviceBytes, end.CommunicationBytesPerStep, end.CommunicationBytesPerStepMax, end.Losses.Count > 0 ? end.Losses[^1] : double.NaN);
+                end.PeakDeviceBytes, end.CommunicationBytesPerStep, end.CommunicationBytesPerStepMax, end.Losses.Count > 0 ? end.Losses[^1] : double.NaN,
+                end.PipelineBubble, end.PipelineBubbleTheoretical);
         }
         finally
         {

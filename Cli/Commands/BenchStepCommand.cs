@@ -165,7 +165,7 @@ internal static class BenchStepCommand
         console.Write(table);
         if (r.Layouts is { } layouts)
         {
-            var lt = new Table().AddColumns("layout", "ranks", "tokens/s", "median step ms", "vs one device", "peak bytes per rank", "bytes sent per rank per step", "last loss");
+            var lt = new Table().AddColumns("layout", "ranks", "tokens/s", "median step ms", "vs one device", "peak bytes per rank", "bytes sent per rank per step", "bubble (theoretical)", "last loss");
             foreach (var l in layouts)
             {
                 lt.AddRow(
@@ -176,6 +176,7 @@ internal static class BenchStepCommand
                     l.RatioToSingle.ToString("0.00", CultureInfo.InvariantCulture),
                     l.PeakDeviceBytesPerRank.ToString("N0", CultureInfo.InvariantCulture),
                     l.CommBytesPerStep.ToString("N0", CultureInfo.InvariantCulture),
+                    l.Bubble is { } bubble ? string.Create(CultureInfo.InvariantCulture, $"{bubble:0.000} ({l.BubbleTheoretical ?? double.NaN:0.000})") : "-",
                     l.LastLoss.ToString("0.0000", CultureInfo.InvariantCulture));
             }
             console.Write(lt);

@@ -12,12 +12,12 @@ public class BenchStepLayoutTests
     public void EachLayoutReportsItsFiguresBesideTheSingleDeviceRun()
     {
         var r = CliRunner.Run("bench", "step", "--model", "gpt-tiny", "--batch", "4", "--seq", "16", "--steps", "1", "--warmup", "1",
-            "--layout", "dp=2", "--layout", "tp=2", "--json");
+            "--layout", "dp=2", "--layout", "tp=2", "--layout", "pp=2,pp-schedule=1f1b,microbatches=2", "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
         using var doc = JsonDocument.Parse(r.Stdout);
         var layouts = doc.RootElement.GetProperty("layouts").EnumerateArray().ToArray();
-        Assert.Equal(["single", "dp=2", "tp=2"], layouts.Select(x => x.GetProperty("layout").GetString()));
-        Assert.Equal([1, 2, 2], layouts.Select(x => x.GetProperty("ranks").GetInt32()));
+        Assert.Equal(["single", "dp=2", "tp=2", "pp=2,pp-schedule=1f1b,microbatches=2"], layouts.Select(x => x.GetProperty("layout").GetString()));
+        Assert.Equal([1, 2, 2, 2], layouts.Select(x => x.GetProperty("ranks").GetInt32()));
         var single = layouts[0];
         Assert.Equal(0, single.GetProperty("commBytesPerStep").GetDouble());
         Assert.Equal(1, single.GetProperty("ratioToSingle").GetDouble());
@@ -35,6 +35,10 @@ public class BenchStepLayoutTests
             double loss = layout.GetProperty("lastLoss").GetDouble();
             Assert.True(Math.Abs(loss - single.GetProperty("lastLoss").GetDouble()) <= 1e-5, $"{layout.GetProperty("layout")}: last loss {loss}");
         }
+        // Only the pipeline has a bubble: measured (timing, so only its range) beside (p−1)/(m+p−1) = 1/3.
+        Assert.Equal(JsonValueKind.Null, layouts[1].GetProperty("bubble").ValueKind);
+        Assert.InRange(layouts[3].GetProperty("bubble").GetDouble(), 0, 1);
+        Assert.Equal(1.0 / 3, layouts[3].GetProperty("bubbleTheoretical").GetDouble(), 12);
         // A tp rank holds half of the parameters, gradients and moments: less memory than one device.
         Assert.True(layouts[2].GetProperty("peakDeviceBytesPerRank").GetInt64() < single.GetProperty("peakDeviceBytesPerRank").GetInt64());
     }
