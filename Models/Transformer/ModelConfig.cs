@@ -52,7 +52,7 @@ public sealed record ModelConfig
     public int HeadSize => Channels / Heads;
 
     /// <summary>The names <see cref="Named"/> knows.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small", "gpt-tiny-long"];
+    public static IReadOnlyList<string> Names { get; } = ["gpt-tiny", "gpt2-small", "gpt2-124m", "llama-tiny", "llama-small", "gpt-tiny-long", "gpt-mini"];
 
     /// <summary>
     /// A named configuration. The tiny models take the vocabulary of the data they train on
@@ -67,6 +67,9 @@ public sealed record ModelConfig
             "gpt-tiny" => Gpt2(name, layers: 2, heads: 4, channels: 128, vocabSize, contextLength: 64),
             // gpt-tiny with a 4096-token context: small enough to train long sequences on a CPU, for sequence parallelism.
             "gpt-tiny-long" => Gpt2(name, layers: 2, heads: 4, channels: 128, vocabSize, contextLength: 4096),
+            // The smallest GPT every layout of the parallelism tests splits: 8 blocks (pp 4 × 2 chunks), 8 heads (tp 8,
+            // a 2×2 grid's columns, Ulysses over tp 2 × sp 2), C 256 (a 2×2×2 cube); for benchmarking layouts on a CPU.
+            "gpt-mini" => Gpt2(name, layers: 8, heads: 8, channels: 256, vocabSize, contextLength: 256),
             "gpt2-small" => Gpt2(name, layers: 6, heads: 6, channels: 384, 50257, contextLength: 256),
             "gpt2-124m" => Gpt2(name, layers: 12, heads: 12, channels: 768, 50257, contextLength: 1024),
             "llama-tiny" => Llama(name, layers: 2, heads: 4, kvHeads: 2, channels: 128, vocabSize, contextLength: 64),
