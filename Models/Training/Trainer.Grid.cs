@@ -209,7 +209,8 @@ public static partial class Trainer
             }
         }
         var (commPerStep, commPerStepMax) = traffic.PerStep(ops);
-        long peak = (long)MaxScalar(comm, ops, device.Allocator.Stats.PeakBytesInUse);
+        var peaks = PerRank(comm, ops, device.Allocator.Stats.PeakBytesInUse);
+        long peak = peaks.Max();
         double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
         modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
         int k = Math.Max(1, losses.Count / 10);
@@ -220,6 +221,7 @@ public static partial class Trainer
             ModelStateBytes = (long)modelStateBytes,
             CommunicationBytesPerStep = commPerStep,
             CommunicationBytesPerStepMax = commPerStepMax,
+            PeakDeviceBytesPerRank = peaks,
         };
         if (worldRank == 0)
         {
