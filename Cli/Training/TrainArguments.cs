@@ -151,10 +151,6 @@ internal sealed record TrainArguments
         {
             throw new UsageException(splitGather);
         }
-        if (c.Sp > 1 && c.Tp > 1)
-        {
-            throw new UsageException($"--sp {c.Sp} and --tp {c.Tp} do not run together yet: use one of them");
-        }
         if (c.Sp > 1 && (c.Zero >= 2 || c.Offload.Policy != OffloadPolicy.None))
         {
             string what = c.Zero >= 2 ? $"--zero {c.Zero}" : "--offload";

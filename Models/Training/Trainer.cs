@@ -241,17 +241,14 @@ public static partial class Trainer
         {
             return;
         }
-        if (config.Tp > 1)
-        {
-            throw new TrainConfigException($"--sp {config.Sp} and --tp {config.Tp} do not run together yet; use one of them");
-        }
         // ZeRO-1 with sp runs on the pipeline path (Trainer.Pipeline.cs), which partitions over the dp × sp replicas.
         if (config.Zero >= 2 || config.UsesChunks)
         {
             string what = config.Zero >= 1 ? $"--zero {config.Zero}" : $"--offload {config.Offload}";
             throw new TrainConfigException($"--sp {config.Sp} and {what} do not run together yet; use --zero 0 or 1 and no --offload with sequence parallelism");
         }
-        if (Transformer.SequenceParallelOptions.Problem(model, config.Sp, config.SpMode, config.Seq) is { } problem)
+        // Under tp each rank attends with its H/tp heads: Ulysses re-shards those over sp.
+        if (Transformer.SequenceParallelOptions.Problem(model, config.Sp, config.SpMode, config.Seq, config.Tp) is { } problem)
         {
             throw new TrainConfigException(problem);
         }
@@ -316,8 +313,8 @@ public static partial class Trainer
         int worldRank = comm?.Rank ?? 0;
         using var mesh = comm is not null && (config.Tp > 1 || config.Sp > 1) ? new DeviceMesh(comm, config.Dp, config.Tp, 1, config.Sp) : null;
         // The ranks that average gradients: the world without tp, the dp group (when more than one) with it. Under sp
-        // (tp 1) the replicas of a parameter are the dp × sp ranks, which is the world: every rank holds all of them.
-        var dpComm = mesh is null || config.Sp > 1 ? comm : mesh.Dp > 1 ? mesh.DpGroup : null;
+        // the replicas of a parameter (or of a tp shard) are the dp × sp ranks sharing its tp coordinate.
+        var dpComm = GradientReplicas(config, mesh, comm);
         var tpComm = config.Tp > 1 ? mesh?.TpGroup : null;
         var spComm = config.Sp > 1 ? mesh?.SpGroup : null;
         int rank = mesh?.DpRank ?? worldRank;
@@ -585,8 +582,8 @@ public static partial class Trainer
                 }
                 else if (tpComm is not null)
                 {
-                    // The replica at dp 0 gathers full tensors over its tp group; the world's rank 0 (dp 0, tp 0) writes them.
-                    if (rank == 0)
+                    // The replica at dp 0 (sp 0) gathers full tensors over its tp group; the world's rank 0 (dp 0, sp 0, tp 0) writes them.
+                    if (rank == 0 && (mesh?.SpRank ?? 0) == 0)
                     {
                         using var full = new TensorParallelFullState(ops, job.Model, store, optimizer!);
                         full.Gather(tpComm);

@@ -54,9 +54,23 @@ public sealed record SequenceParallelOptions(ICommunicator Group, SequenceParall
     /// Why a model of <paramref name="config"/> cannot split a sequence of <paramref name="time"/> tokens over
     /// <paramref name="sp"/> ranks in <paramref name="mode"/>, or null when it can.
     /// </summary>
-    public static string? Problem(ModelConfig config, int sp, SequenceParallelMode mode, int time)
+    public static string? Problem(ModelConfig config, int sp, SequenceParallelMode mode, int time) => Problem(config, sp, mode, time, tp: 1);
+
+    /// <summary>
+    /// Why a model of <paramref name="config"/> split over <paramref name="tp"/> tensor-parallel ranks cannot split a
+    /// sequence of <paramref name="time"/> tokens over <paramref name="sp"/> ranks in <paramref name="mode"/>, or null
+    /// when it can. Each tp rank attends with its H/tp query and Hkv/tp key/value heads, so Ulysses re-shards those
+    /// (the heads themselves must divide by tp: <see cref="TensorParallelLayout.Problem"/> says so first).
+    /// </summary>
+    public static string? Problem(ModelConfig config, int sp, SequenceParallelMode mode, int time, int tp)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (tp > 1 && sp > 1 && mode == SequenceParallelMode.Ulysses && time % sp == 0 && config.Heads % tp == 0 && config.KvHeads % tp == 0
+            && ((config.Heads / tp) % sp != 0 || (config.KvHeads / tp) % sp != 0))
+        {
+            return $"--tp {tp} --sp {sp} --sp-mode ulysses re-shards each tensor-parallel rank's attention by heads, so its query heads ({config.Heads}/{tp} = {config.Heads / tp}) " +
+                $"and key/value heads ({config.KvHeads}/{tp} = {config.KvHeads / tp}) of {config.Name} must be multiples of {sp}; use --sp-mode ring, another --sp, or a smaller --tp";
+        }
         if (sp < 1)
         {
             return $"--sp {sp}: the number of sequence-parallel ranks must be at least 1";

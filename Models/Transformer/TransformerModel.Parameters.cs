@@ -249,7 +249,8 @@ public sealed partial class TransformerModel
         }
         var vocabEmbedding = new VocabParallelEmbedding(Ops, tp.Group, Config.VocabSize);
         _tensorParallelModules.Add(vocabEmbedding);
-        return new Embedding(ws, Parameters, TokenName, positions, vocabEmbedding);
+        // Under sp too, each rank's tokens add the position rows of their global positions.
+        return new Embedding(ws, Parameters, TokenName, positions, vocabEmbedding, sp);
     }
 
     /// <summary>The final norm over <paramref name="ws"/>; under split-gather its gradients are summed over the tp ranks.</summary>

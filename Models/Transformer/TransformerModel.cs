@@ -50,15 +50,7 @@ public sealed partial class TransformerModel : IDisposable
         {
             throw new ArgumentException(problem, nameof(options));
         }
-        if (Options.SequenceParallel is not null && (Options.TensorParallel is not null || Options.Backing is not null))
-        {
-            throw new ArgumentException("sequence parallelism with tensor parallelism or a chunked parameter backing (ZeRO 2/3, offload) does not run together yet", nameof(options));
-        }
-        if (Options.SequenceParallel is { Mode: SequenceParallelMode.Ulysses } ulysses
-            && SequenceParallelOptions.Problem(config, ulysses.Group.Size, ulysses.Mode, ulysses.Group.Size) is { } headProblem)
-        {
-            throw new ArgumentException(headProblem, nameof(options));
-        }
+        CheckSequenceParallelOptions(config);
         CheckSplitGatherOptions();
         if (Options.Stage is not null && Options.Backing is not null)
         {

@@ -30,7 +30,8 @@ public sealed record TransformerOptions
     /// <see cref="Hal.Parallel.Sequence.ZigZag"/>; Ulysses: contiguous), positions and rotary use each token's global
     /// position, attention runs over the whole sequence, and the loss is the mean over all B·T tokens on every rank.
     /// Backward adds this rank's share of the gradient: their sum over the group is the full gradient.
-    /// Not together with <see cref="TensorParallel"/> or <see cref="Backing"/> yet.
+    /// With <see cref="TensorParallel"/> each tp rank runs its H/tp query heads (Hkv/tp key/value heads) of its tokens
+    /// over the sequence-parallel group (Ulysses needs both divisible by sp). Not together with <see cref="Backing"/> yet.
     /// </summary>
     public SequenceParallelOptions? SequenceParallel { get; init; }
 

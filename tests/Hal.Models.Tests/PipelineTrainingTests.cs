@@ -98,7 +98,7 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
         return (loss, grads, peaks);
     }
 
-    private static double RelativeFrobenius(double[] expected, double[] actual)
+    internal static double RelativeFrobenius(double[] expected, double[] actual)
     {
         double diff = 0, norm = 0;
         for (int i = 0; i < expected.Length; i++)
@@ -175,12 +175,15 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
     private static readonly TrainConfig Job = TensorParallelTrainingTests.FiveSteps with { Batch = 8 };
 
     /// <summary>A Hugging Face directory holding a freshly initialised <paramref name="family"/> model of <paramref name="layers"/> blocks over the synthetic corpus's vocabulary.</summary>
-    private static string InitDirectory(string family, int layers)
+    private static string InitDirectory(string family, int layers) => InitDirectory(vocab => Deep(family, layers, vocab));
+
+    /// <summary>A Hugging Face directory holding a freshly initialised model <paramref name="configOfVocab"/> makes for the synthetic corpus's vocabulary.</summary>
+    private static string InitDirectory(Func<int, ModelConfig> configOfVocab)
     {
         string dir = Path.Combine(Path.GetTempPath(), "hal-pp-init-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         using var data = TokenDatasets.Open("synthetic", Job.Seed);
-        var config = Deep(family, layers, data.VocabSize);
+        var config = configOfVocab(data.VocabSize);
         using var device = new CpuBackend().Open(0);
         var ops = new Ops(device);
         using var model = new TransformerModel(ops, config);
@@ -190,9 +193,12 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
         return dir;
     }
 
-    private static void WithInit(string family, int layers, Action<string> body)
+    private static void WithInit(string family, int layers, Action<string> body) => WithInit(vocab => Deep(family, layers, vocab), body);
+
+    /// <summary>Runs <paramref name="body"/> with an --init directory of the model <paramref name="configOfVocab"/> makes for the synthetic corpus, deleted afterwards.</summary>
+    internal static void WithInit(Func<int, ModelConfig> configOfVocab, Action<string> body)
     {
-        string dir = InitDirectory(family, layers);
+        string dir = InitDirectory(configOfVocab);
         try
         {
             body(dir);
