@@ -32,6 +32,8 @@ LAYOUTS=(
     "sp=2,sp-mode=ulysses"
     "sp=4,sp-mode=ulysses"
     "dp=2,tp=2"
+    "tp=2,sp=2,sp-mode=ring"
+    "tp=2,sp=2,sp-mode=ulysses"
     "tp=2,pp=2,microbatches=4"
     "dp=2,pp=2,sp=2,zero=1,microbatches=4"
 )
