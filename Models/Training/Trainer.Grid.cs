@@ -84,8 +84,8 @@ public static partial class Trainer
         optimizer.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
-        var losses = new List<double>(config.Steps);
-        long startStep = 1, updates = 0;
+        var log = new RunLog(job, comm, observer);
+        long startStep = 1;
         if (job.ResumeDir is { } resumeDir)
         {
             // The checkpoint holds whole tensors whatever layout wrote it: load them whole, keep this rank's blocks.
@@ -93,9 +93,9 @@ public static partial class Trainer
             var state = Checkpoint.Load(resumeDir, job.Model, full.ModelTensors, full.OptimizerTensors, ops);
             full.Scatter();
             optimizer.LoadScalarState(state.OptimizerScalars);
-            updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
+            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
             loader.Seek(state.BatchesDrawn);
-            losses.AddRange(state.Losses);
+            log.Losses.AddRange(state.Losses);
             startStep = state.Step + 1;
             if (computeDType != DType.F32)
             {
@@ -130,15 +130,10 @@ public static partial class Trainer
         var microShape = new Shape(job.RowsPerMicro, config.Seq);
         using var ids = ops.Empty(microShape, DType.I32);
         using var targets = ops.Empty(microShape, DType.I32);
-        string? lastCheckpoint = null;
-        long skipped = 0, stepsRun = 0;
-        var traffic = new StepTraffic(comm);
-        var runClock = Stopwatch.StartNew();
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var stepClock = Stopwatch.StartNew();
-            traffic.BeginStep();
+            log.BeginStep();
             loader.Next(globalInputs, globalTargets);
             store.ZeroGrads(ops);
             double lossSum = 0;
@@ -159,28 +154,10 @@ public static partial class Trainer
                 loss = DataParallel.AverageScalar(dpComm, ops, loss);
             }
             double lr = schedule.At(step);
-            var outcome = optimizer.Step(lr, updates + 1);
-            if (outcome.Skipped)
-            {
-                skipped++;
-                if (worldRank == 0)
-                {
-                    observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
-                }
-            }
-            else
-            {
-                updates++;
-            }
-            device.Synchronize();
-            traffic.EndStep();
-            losses.Add(loss);
-            stepsRun++;
-            if (worldRank == 0)
-            {
-                observer.OnStep(new TrainStep(step, loss, lr, tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds), outcome.GradNorm, outcome.Skipped, outcome.LossScale));
-            }
-            if (config.OutDir is { } outDir && (step == config.Steps || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
+            var outcome = optimizer.Step(lr, log.Updates + 1);
+            log.Applied(step, outcome);
+            log.EndStep(device, step, loss, lr, outcome);
+            if (log.CheckpointDue(step, out string outDir))
             {
                 // The replica at dp 0 gathers whole tensors over its grid; the world's rank 0 (dp 0, tp 0) writes them.
                 if (rank == 0)
@@ -189,45 +166,14 @@ public static partial class Trainer
                     full.Gather(tpComm);
                     if (worldRank == 0)
                     {
-                        var state = new CheckpointState
-                        {
-                            Step = step,
-                            BatchesDrawn = loader.BatchesDrawn,
-                            Seed = config.Seed,
-                            Model = job.Model.Name,
-                            Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
-                            Precision = config.Precision.ToString().ToLowerInvariant(),
-                            Dp = config.Dp,
-                            OptimizerScalars = new Dictionary<string, double>(optimizer.ScalarState) { ["updates"] = updates },
-                            Losses = [.. losses],
-                        };
-                        lastCheckpoint = Checkpoint.Save(outDir, job.Model, full.ModelTensors, full.OptimizerTensors, state, ops);
-                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        log.Written(Checkpoint.Save(outDir, job.Model, full.ModelTensors, full.OptimizerTensors, log.State(step, loader, optimizer.ScalarState), ops));
                     }
                 }
                 comm.Barrier();
             }
         }
-        var (commPerStep, commPerStepMax) = traffic.PerStep(ops);
-        var peaks = PerRank(comm, ops, device.Allocator.Stats.PeakBytesInUse);
-        long peak = peaks.Max();
         double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
-        modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
-        int k = Math.Max(1, losses.Count / 10);
-        double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
-        var end = new TrainEnd(finalLoss, stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds), peak, config.Steps, skipped,
-            job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
-        {
-            ModelStateBytes = (long)modelStateBytes,
-            CommunicationBytesPerStep = commPerStep,
-            CommunicationBytesPerStepMax = commPerStepMax,
-            PeakDeviceBytesPerRank = peaks,
-        };
-        if (worldRank == 0)
-        {
-            observer.OnEnd(end);
-        }
-        return end;
+        return log.End(ops, device.Allocator.Stats.PeakBytesInUse, modelStateBytes);
     }
 
     /// <summary>Parameters one grid rank holds (its blocks, replicated ones included), or the whole model when the grid cannot split it.</summary>

@@ -171,16 +171,15 @@ public static partial class Trainer
         optimizer.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
-        var losses = new List<double>(config.Steps);
+        var log = new RunLog(job, comm, observer);
         long startStep = 1;
-        long updates = 0;
         if (job.ResumeDir is { } resumeDir)
         {
             var state = LoadStageCheckpoint(resumeDir, job.Model, store, optimizer, partition, ops, tpComm);
             optimizer.LoadScalarState(state.OptimizerScalars);
-            updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
+            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
             loader.Seek(state.BatchesDrawn);
-            losses.AddRange(state.Losses);
+            log.Losses.AddRange(state.Losses);
             startStep = state.Step + 1;
             if (computeDType != DType.F32)
             {
@@ -241,10 +240,6 @@ public static partial class Trainer
         var targets = new List<Tensor>(m);
         var adapter = new TransformerStage(model);
         var pipelineSchedule = PipelineSchedule.Build(config.PpSchedule, mesh.PpRank, config.Pp, m, config.PpChunks);
-        string? lastCheckpoint = null;
-        var runClock = Stopwatch.StartNew();
-        long stepsRun = 0, skipped = 0;
-        var traffic = new StepTraffic(comm);
         double bubbleSum = 0, firstBubble = double.NaN;
         int bubbleSteps = 0;
         int rank = mesh.DpRank;
@@ -259,8 +254,7 @@ public static partial class Trainer
             for (long step = startStep; step <= config.Steps; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var stepClock = Stopwatch.StartNew();
-                traffic.BeginStep();
+                log.BeginStep();
                 loader.Next(globalInputs, globalTargets);
                 store.ZeroGrads(ops);
                 for (int micro = 0; micro < m; micro++)
@@ -275,7 +269,7 @@ public static partial class Trainer
                 // the replica's, and the mean over dp × sp replicas below makes the dp mean after scaling by sp.
                 adapter.SetStep(ids, targets, optimizer.LossScale * config.Sp / m);
                 var report = executor.Run(pipelineSchedule);
-                if (stepsRun == 0)
+                if (log.StepsRun == 0)
                 {
                     firstBubble = report.MeanBubbleFraction;
                 }
@@ -298,18 +292,9 @@ public static partial class Trainer
                     loss = DataParallel.AverageScalar(replica, ops, loss);
                 }
                 double lr = schedule.At(step);
-                var outcome = optimizer.Step(lr, updates + 1);
-                if (outcome.Skipped)
+                var outcome = optimizer.Step(lr, log.Updates + 1);
+                if (log.Applied(step, outcome))
                 {
-                    skipped++;
-                    if (worldRank == 0)
-                    {
-                        observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
-                    }
-                }
-                else
-                {
-                    updates++;
                     if (partition is not null)
                     {
                         foreach (var shard in partition.Shards.Where(s => !s.IsEmpty))
@@ -318,35 +303,13 @@ public static partial class Trainer
                         }
                     }
                 }
-                device.Synchronize();
-                traffic.EndStep();
-                losses.Add(loss);
-                stepsRun++;
-                double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
-                if (worldRank == 0)
+                log.EndStep(device, step, loss, lr, outcome);
+                if (log.CheckpointDue(step, out string outDir))
                 {
-                    observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
-                }
-                bool last = step == config.Steps;
-                if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
-                {
-                    var state = new CheckpointState
+                    var state = log.State(step, loader, optimizer.ScalarState);
+                    if (SaveStageCheckpoint(outDir, job.Model, state, mesh, stage, store, optimizer, partition, ops) is { } written)
                     {
-                        Step = step,
-                        BatchesDrawn = loader.BatchesDrawn,
-                        Seed = config.Seed,
-                        Model = job.Model.Name,
-                        Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
-                        Precision = config.Precision.ToString().ToLowerInvariant(),
-                        Dp = config.Dp,
-                        OptimizerScalars = new Dictionary<string, double>(optimizer.ScalarState) { ["updates"] = updates },
-                        Losses = [.. losses],
-                    };
-                    string? written = SaveStageCheckpoint(outDir, job.Model, state, mesh, stage, store, optimizer, partition, ops);
-                    if (written is not null)
-                    {
-                        lastCheckpoint = written;
-                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        log.Written(written);
                     }
                     comm.Barrier();
                 }
@@ -361,29 +324,13 @@ public static partial class Trainer
             }
         }
 
-        long ownPeak = device.Allocator.Stats.PeakBytesInUse;
-        var peaks = PerRank(comm, ops, ownPeak);
-        double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
-        int k = Math.Max(1, losses.Count / 10);
-        double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
         double modelStateBytes = store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes);
-        modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
-        var (commPerStep, commPerStepMax) = traffic.PerStep(ops);
-        double? bubble = config.Pp == 1 || stepsRun == 0 ? null : bubbleSteps > 0 ? bubbleSum / bubbleSteps : firstBubble;
-        var end = new TrainEnd(finalLoss, overallTokensPerSec, peaks.Max(), config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
+        double? bubble = config.Pp == 1 || log.StepsRun == 0 ? null : bubbleSteps > 0 ? bubbleSum / bubbleSteps : firstBubble;
+        return log.End(ops, device.Allocator.Stats.PeakBytesInUse, modelStateBytes, end => end with
         {
-            ModelStateBytes = (long)modelStateBytes,
             PipelineBubble = bubble,
             PipelineBubbleTheoretical = config.Pp == 1 ? null : pipelineSchedule.TheoreticalBubbleFraction,
-            PeakDeviceBytesPerRank = peaks,
-            CommunicationBytesPerStep = commPerStep,
-            CommunicationBytesPerStepMax = commPerStepMax,
-        };
-        if (worldRank == 0)
-        {
-            observer.OnEnd(end);
-        }
-        return end;
+        });
     }
 
     /// <summary>

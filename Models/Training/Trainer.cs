@@ -374,9 +374,8 @@ public static partial class Trainer
         optimizer?.SyncMasterFromParams();
         var schedule = new LearningRateSchedule(config.Schedule, config.LearningRate, config.WarmupSteps, config.Steps);
         var loader = new BatchLoader(job.Dataset, config.Batch, config.Seq, config.Shuffle, config.Seed);
-        var losses = new List<double>(config.Steps);
+        var log = new RunLog(job, comm, observer);
         long startStep = 1;
-        long updates = 0;
         if (job.ResumeDir is { } resumeDir)
         {
             CheckpointState state;
@@ -412,9 +411,9 @@ public static partial class Trainer
                 state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer!.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
             }
             optimizer?.LoadScalarState(state.OptimizerScalars);
-            updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
+            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
             loader.Seek(state.BatchesDrawn);
-            losses.AddRange(state.Losses);
+            log.Losses.AddRange(state.Losses);
             startStep = state.Step + 1;
             if (computeDType != DType.F32)
             {
@@ -476,17 +475,10 @@ public static partial class Trainer
         var microShape = new Shape(job.RowsPerMicro, localSeq);
         using var ids = ops.Empty(microShape, DType.I32);
         using var targets = ops.Empty(microShape, DType.I32);
-        long skipped = 0;
-        string? lastCheckpoint = null;
-        var runClock = Stopwatch.StartNew();
-        double smoothedTokensPerSec = 0;
-        long stepsRun = 0;
-        var traffic = new StepTraffic(comm);
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var stepClock = Stopwatch.StartNew();
-            traffic.BeginStep();
+            log.BeginStep();
             loader.Next(globalInputs, globalTargets);
             store.ZeroGrads(ops);
             double lossSum = 0;
@@ -519,65 +511,30 @@ public static partial class Trainer
                 loss = DataParallel.AverageScalar(dpComm, ops, loss);
             }
             double lr = schedule.At(step);
-            var outcome = engine is not null ? engine.Step(lr, updates + 1) : optimizer!.Step(lr, updates + 1);
+            var outcome = engine is not null ? engine.Step(lr, log.Updates + 1) : optimizer!.Step(lr, log.Updates + 1);
             if (engine is not null && step == startStep && rank == 0 && engine.PlanDescription is { } plan)
             {
                 observer.OnMessage(plan);
             }
-            if (outcome.Skipped)
+            if (log.Applied(step, outcome) && partition is not null)
             {
-                skipped++;
-                if (worldRank == 0)
+                // Each rank updated only its shard: the owners hand theirs to everyone.
+                foreach (var shard in partition.Shards.Where(s => !s.IsEmpty))
                 {
-                    observer.OnMessage($"step {step}: a gradient was Inf/NaN; the update was skipped and the loss scale is now {outcome.LossScale}");
+                    comm!.Broadcast(store.Params.View(shard.Start, new Shape(checked((int)shard.ElementCount))), root: shard.Rank);
                 }
             }
-            else
+            log.EndStep(device, step, loss, lr, outcome);
+            if (log.CheckpointDue(step, out string outDir))
             {
-                updates++;
-                if (partition is not null)
-                {
-                    // Each rank updated only its shard: the owners hand theirs to everyone.
-                    foreach (var shard in partition.Shards.Where(s => !s.IsEmpty))
-                    {
-                        comm!.Broadcast(store.Params.View(shard.Start, new Shape(checked((int)shard.ElementCount))), root: shard.Rank);
-                    }
-                }
-            }
-            device.Synchronize();
-            losses.Add(loss);
-            stepsRun++;
-            traffic.EndStep();
-            double tokensPerSec = tokensPerStep / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
-            // The first step pays for kernel compilation and allocation; average the rest.
-            smoothedTokensPerSec = stepsRun <= 2 ? tokensPerSec : (0.9 * smoothedTokensPerSec) + (0.1 * tokensPerSec);
-            if (worldRank == 0)
-            {
-                observer.OnStep(new TrainStep(step, loss, lr, tokensPerSec, outcome.GradNorm, outcome.Skipped, outcome.LossScale));
-            }
-            bool last = step == config.Steps;
-            if (config.OutDir is { } outDir && (last || (config.CheckpointEvery > 0 && step % config.CheckpointEvery == 0)))
-            {
-                CheckpointState StateAt(IReadOnlyDictionary<string, double> optimizerScalars) => new()
-                {
-                    Step = step,
-                    BatchesDrawn = loader.BatchesDrawn,
-                    Seed = config.Seed,
-                    Model = job.Model.Name,
-                    Optimizer = config.Optimizer.ToString().ToLowerInvariant(),
-                    Precision = config.Precision.ToString().ToLowerInvariant(),
-                    Dp = dp,
-                    OptimizerScalars = new Dictionary<string, double>(optimizerScalars) { ["updates"] = updates },
-                    Losses = [.. losses],
-                };
+                CheckpointState StateAt(IReadOnlyDictionary<string, double> optimizerScalars) => log.State(step, loader, optimizerScalars);
                 if (engine is not null)
                 {
                     // The shards are gathered tensor by tensor into the same layout-independent files.
                     if (engine.GatherFullState() is var (modelTensors, optimizerTensors))
                     {
                         var scalars = new Dictionary<string, double> { ["loss_scale"] = 1, ["clean_steps"] = 0 };
-                        lastCheckpoint = Checkpoint.SaveHost(outDir, job.Model, modelTensors, optimizerTensors, StateAt(scalars));
-                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        log.Written(Checkpoint.SaveHost(outDir, job.Model, modelTensors, optimizerTensors, StateAt(scalars)));
                     }
                 }
                 else if (tpComm is not null)
@@ -589,8 +546,7 @@ public static partial class Trainer
                         full.Gather(tpComm);
                         if (worldRank == 0)
                         {
-                            lastCheckpoint = Checkpoint.Save(outDir, job.Model, full.ModelTensors, full.OptimizerTensors, StateAt(optimizer!.ScalarState), ops);
-                            observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                            log.Written(Checkpoint.Save(outDir, job.Model, full.ModelTensors, full.OptimizerTensors, StateAt(optimizer!.ScalarState), ops));
                         }
                     }
                 }
@@ -601,21 +557,14 @@ public static partial class Trainer
                     var stateTensors = full?.StateTensors ?? optimizer!.StateTensors;
                     if (worldRank == 0)
                     {
-                        lastCheckpoint = Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), StateAt(optimizer!.ScalarState), ops);
-                        observer.OnMessage($"checkpoint written: {lastCheckpoint}");
+                        log.Written(Checkpoint.Save(outDir, job.Model, ModelTensors(store, stateTensors), OptimizerTensors(stateTensors), StateAt(optimizer!.ScalarState), ops));
                     }
                 }
                 comm?.Barrier();
             }
         }
-        long peak = engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse;
-        long[] peaks = comm is null ? [peak] : PerRank(comm, ops, peak);
-        peak = peaks.Max();
-        double overallTokensPerSec = stepsRun * (double)tokensPerStep / Math.Max(1e-9, runClock.Elapsed.TotalSeconds);
-        int k = Math.Max(1, losses.Count / 10);
-        double finalLoss = losses.Count == 0 ? double.NaN : losses.Skip(losses.Count - k).Average();
         // Model states of this rank: the parameter and gradient slabs and the optimizer's named states (a ZeRO-1 rank
-        // holds only its shard of the latter); summed over the ranks.
+        // holds only its shard of the latter).
         double modelStateBytes = optimizer is not null
             ? store.Params.SizeInBytes + store.Grads.SizeInBytes + optimizer.StateTensors.Sum(s => s.Tensor.SizeInBytes)
             : engine!.ModelStateBytes;
@@ -625,29 +574,18 @@ public static partial class Trainer
             observer.OnMessage($"NVMe: {engine.PrefetchedReads} parameter fetches of rank 0 were read from disk while the layer before computed");
         }
         double hostBytes = tiers.HostBytes, nvmeBytes = tiers.NvmeBytes, trafficBytes = tiers.TierTrafficBytes;
-        var (commPerStep, commPerStepMax) = traffic.PerStep(ops);
         if (comm is not null)
         {
-            modelStateBytes = DataParallel.SumScalar(comm, ops, modelStateBytes);
             hostBytes = DataParallel.SumScalar(comm, ops, hostBytes);
             nvmeBytes = DataParallel.SumScalar(comm, ops, nvmeBytes);
             trafficBytes = DataParallel.SumScalar(comm, ops, trafficBytes);
         }
-        var end = new TrainEnd(finalLoss, overallTokensPerSec, peak, config.Steps, skipped, job.Dataset.EntropyRateNats, losses, lastCheckpoint, runClock.Elapsed)
+        return log.End(ops, engine?.PeakDeviceBytes ?? device.Allocator.Stats.PeakBytesInUse, modelStateBytes, end => end with
         {
-            ModelStateBytes = (long)modelStateBytes,
             HostBytes = (long)hostBytes,
             NvmeBytes = (long)nvmeBytes,
             TierTrafficBytes = (long)trafficBytes,
-            CommunicationBytesPerStep = commPerStep,
-            CommunicationBytesPerStepMax = commPerStepMax,
-            PeakDeviceBytesPerRank = peaks,
-        };
-        if (worldRank == 0)
-        {
-            observer.OnEnd(end);
-        }
-        return end;
+        });
     }
 
     /// <summary>The model's tensors by Hugging Face name as a checkpoint holds them (fp32: the parameters; 16-bit: the fp32 master copies).</summary>
@@ -695,39 +633,6 @@ public static partial class Trainer
         using var t = ops.FromArray([value], new Shape(1), DType.F64);
         comm.AllReduce(t, t, ReduceOp.Max);
         return ops.ToDoubleArray(t)[0];
-    }
-
-    /// <summary>
-    /// Bytes a rank sends per step, from the tally of its counting world: the steps after the first (the first may
-    /// differ: buffers, warm-up), checkpoints excluded.
-    /// </summary>
-    private sealed class StepTraffic(ICommunicator? comm)
-    {
-        private readonly CommunicationTally? _tally = (comm as CountingCommunicator)?.Tally;
-        private long _before, _first, _steady;
-        private int _steps;
-
-        public void BeginStep() => _before = _tally?.TotalBytes ?? 0;
-
-        public void EndStep()
-        {
-            long bytes = (_tally?.TotalBytes ?? 0) - _before;
-            if (++_steps == 1)
-            {
-                _first = bytes;
-            }
-            else
-            {
-                _steady += bytes;
-            }
-        }
-
-        /// <summary>Bytes per step: the mean over the ranks and the most any rank sent. Collective over the world.</summary>
-        public (double Mean, double Max) PerStep(Ops ops)
-        {
-            double own = _steps > 1 ? _steady / (double)(_steps - 1) : _first;
-            return comm is null ? (own, own) : (DataParallel.SumScalar(comm, ops, own) / comm.Size, MaxScalar(comm, ops, own));
-        }
     }
 
     private sealed class NullObserver : ITrainingObserver
