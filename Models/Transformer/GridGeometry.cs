@@ -5,8 +5,8 @@ namespace Hal.Models.Transformer;
 // Legend: p tp ranks; 2D q×q (rank = i·q + j), 2.5D q×q×d (rank = h·q² + i·q + j), 3D c×c×c (rank = a0·c² + a1·c + a2).
 // N = B·T rows of a replica's batch, C channels, F MLP hidden, V vocabulary, H heads, Hkv key/value heads, D head size.
 // Residual stream [N, C]: 2D block (i, j), 2.5D (h·q + i, j), 3D rows a0·c + a2 of c², features a1 (a Linear3D input on
-// axis 1). Inner activations (attention q/k/v and heads, MLP hidden) [N, ·]: 2D/2.5D as the residual; 3D rows
-// a0·c + a1, features a2 (the Linear3D output). Logits [N, V]: the inner layout over the vocabulary.
+// axis 1). Vp = V padded to a multiple of the table's vocabulary blocks (q, or c² on 3D). Inner activations (attention q/k/v and heads, MLP hidden) [N, ·]: 2D/2.5D as the residual; 3D rows
+// a0·c + a1, features a2 (the Linear3D output). Logits [N, Vp]: the inner layout over the vocabulary.
 
 /// <summary>Which kind of tensor a grid block is cut from (each kind has one blocking per layout).</summary>
 public enum GridTensorKind
@@ -71,6 +71,13 @@ public sealed record GridGeometry
 
     /// <summary>How many row blocks a [V, C] table's vocabulary is cut into: q, or c² on 3D.</summary>
     public int VocabBlocks => Mode == TensorParallelMode.ThreeD ? Side * Side : Side;
+
+    /// <summary>
+    /// Vp: <paramref name="vocabSize"/> padded up to a multiple of <see cref="VocabBlocks"/>, the rows of the grid's [Vp, C]
+    /// table (every table block the same size) and the columns of its logits. Rows at or past V are zero, never an id,
+    /// masked out of the softmax and given no gradient; checkpoints and gathers hold the V real rows only.
+    /// </summary>
+    public int PaddedVocabSize(int vocabSize) => (vocabSize + VocabBlocks - 1) / VocabBlocks * VocabBlocks;
 
     /// <summary>How many ranks hold the same block of a tensor of <paramref name="kind"/> with the same gradient (a bias counts its owners).</summary>
     public int Copies(GridTensorKind kind) => (Mode, kind) switch
@@ -200,17 +207,13 @@ public sealed record GridGeometry
         {
             return $"{mode}: model '{model.Name}' has {model.KvHeads} key/value heads, not divisible by {f}; pick a layout whose side divides {model.KvHeads}";
         }
-        // Weights [In, Out]: In split wideRows ways (c² on 3D), Out f ways; tables: V split VocabBlocks ways.
+        // Weights [In, Out]: In split wideRows ways (c² on 3D), Out f ways; tables are padded (PaddedVocabSize), never refused.
         foreach (var (what, size) in new[] { ("channels", model.Channels), ("hidden units", model.Hidden), ("attention features H·D", model.Heads * model.HeadSize) })
         {
             if (size % wideRows != 0)
             {
                 return $"{mode}: model '{model.Name}' has {size} {what}, not divisible by {wideRows}; pick a model or layout that splits them evenly";
             }
-        }
-        if (model.VocabSize % VocabBlocks != 0)
-        {
-            return $"{mode}: the vocabulary of {model.VocabSize} is not divisible by {VocabBlocks} (the vocabulary blocks of the embedding and head); pick a vocabulary divisible by {VocabBlocks}";
         }
         if (rows % RowBlocks != 0)
         {

@@ -6,7 +6,9 @@ namespace Hal.Models.Transformer;
 // Legend: a full tensor has its Hugging Face shape; its source matrix is what the grid cuts: the full tensor, its
 // transpose for LLaMA's [out, in] linears (the grid linears take [in, out]), or one of S equal column sections (GPT-2's
 // c_attn [C, 3C] is q | k | v, three [C, C] weights, and its bias three [C] vectors). A local tensor is this rank's block
-// of each section, the sections one after another: [S·rows, cols] (1-D: [S·n]).
+// of each section, the sections one after another: [S·rows, cols] (1-D: [S·n]). A [V, C] table is cut as [Vp, C], V
+// padded to a multiple of its vocabulary blocks: the padding rows exist only in the local blocks, zero on a split and
+// dropped on a gather.
 
 /// <summary>How one Hugging Face parameter maps onto a grid: its kind, sections and whether the grid takes its transpose.</summary>
 public sealed record GridParameter(string Name, Shape FullShape, GridTensorKind Kind, int Sections, bool Transposed, int Layer, bool Decay)
@@ -16,11 +18,17 @@ public sealed record GridParameter(string Name, Shape FullShape, GridTensorKind 
         ? new Shape(FullShape[0] / Sections)
         : Transposed ? new Shape(FullShape[1], FullShape[0]) : new Shape(FullShape[0], FullShape[1] / Sections);
 
+    /// <summary>The section the grid cuts on <paramref name="geometry"/>: <see cref="SectionShape"/>, a table's rows padded to Vp.</summary>
+    public Shape GridSectionShape(GridGeometry geometry)
+    {
+        ArgumentNullException.ThrowIfNull(geometry);
+        return Kind == GridTensorKind.Table ? new Shape(geometry.PaddedVocabSize(FullShape[0]), FullShape[1]) : SectionShape;
+    }
+
     /// <summary>The local shape on <paramref name="geometry"/> (every rank's is the same).</summary>
     public Shape LocalShape(GridGeometry geometry)
     {
-        ArgumentNullException.ThrowIfNull(geometry);
-        var block = geometry.Block(Kind, 0).Of(SectionShape);
+        var block = geometry.Block(Kind, 0).Of(GridSectionShape(geometry));
         if (Sections == 1)
         {
             return block;
@@ -83,7 +91,7 @@ public static class GridParameterLayout
         ArgumentNullException.ThrowIfNull(parameter);
         double[] source = ops.ToDoubleArray(full);
         var values = new double[local.ElementCount];
-        Copy(parameter, geometry.Block(parameter.Kind, rank), source, values, toLocal: true);
+        Copy(parameter, parameter.GridSectionShape(geometry), geometry.Block(parameter.Kind, rank), source, values, toLocal: true);
         ops.Upload(values, local);
     }
 
@@ -98,26 +106,32 @@ public static class GridParameterLayout
         tp.AllGather(local, stacked);
         double[] all = ops.ToDoubleArray(stacked);
         var values = new double[full.ElementCount];
+        var gridSection = parameter.GridSectionShape(geometry);
         // Highest rank first, so where ranks share a block the lowest one's copy stays: a bias's owner (row 0, a0 = 0).
         for (int r = tp.Size - 1; r >= 0; r--)
         {
-            Copy(parameter, geometry.Block(parameter.Kind, r), values, all.AsSpan(r * count, count).ToArray(), toLocal: false);
+            Copy(parameter, gridSection, geometry.Block(parameter.Kind, r), values, all.AsSpan(r * count, count).ToArray(), toLocal: false);
         }
         ops.Upload(values, full);
     }
 
-    /// <summary>Moves one rank's block values between the full tensor and its local layout (either direction).</summary>
-    private static void Copy(GridParameter p, GridBlock block, double[] full, double[] local, bool toLocal)
+    /// <summary>
+    /// Moves one rank's block values between the full tensor and its local layout (either direction). The block is cut
+    /// from <paramref name="gridSection"/>; its rows at or past the Hugging Face section's (a table's padding) have no
+    /// full element: they stay zero in a fresh local array and are skipped on the way back.
+    /// </summary>
+    private static void Copy(GridParameter p, Shape gridSection, GridBlock block, double[] full, double[] local, bool toLocal)
     {
         var section = p.SectionShape;
-        var localSection = block.Of(section);
+        var localSection = block.Of(gridSection);
         int cols = section.Rank == 1 ? section[0] : section[1];
+        int realRows = section.Rank == 1 ? 1 : section[0];
         int lr = localSection.Rank == 1 ? 1 : localSection[0], lc = localSection.Rank == 1 ? localSection[0] : localSection[1];
         int fullCols = p.FullShape.Rank == 1 ? p.FullShape[0] : p.FullShape[1];
         int r0 = block.RowBlock * lr, c0 = block.ColumnBlock * lc;
         for (int s = 0; s < p.Sections; s++)
         {
-            for (int r = 0; r < lr; r++)
+            for (int r = 0; r < lr && r0 + r < realRows; r++)
             {
                 for (int c = 0; c < lc; c++)
                 {

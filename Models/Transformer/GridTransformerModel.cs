@@ -5,8 +5,9 @@ using Hal.Parallel.TensorParallel;
 namespace Hal.Models.Transformer;
 
 // Legend: B sequences of the replica's batch, T time, N = B·T, C channels, V vocabulary; R = N / row blocks rows of this
-// rank's residual and inner blocks, Cb = C/f residual features, Vb = V/f vocabulary columns of its logits block, Vl rows
-// of its table block (V/q, or V/c² on 3D). See GridGeometry for which blocks a rank holds.
+// rank's residual and inner blocks, Cb = C/f residual features, Vp = V padded to the table's vocabulary blocks (see
+// GridGeometry.PaddedVocabSize), Vb = Vp/f vocabulary columns of its logits block, Vl rows of its table block (Vp/q,
+// or Vp/c² on 3D). See GridGeometry for which blocks a rank holds.
 
 /// <summary>
 /// GPT-2 or LLaMA on a 2D, 2.5D or 3D tensor-parallel grid: every linear of every block, the norms, the token
@@ -67,7 +68,10 @@ public sealed class GridTransformerModel : IDisposable
         _finalNorm = _grid.Norm(config.NormEps, rms: !_gpt, "final norm");
         _embedding = _grid.Embedding(config.VocabSize);
         _head = _grid.Head();
-        _loss = new VocabParallelCrossEntropy(ops, _grid.LogitsGroup, config.VocabSize);
+        // The logits block holds Vp/f columns (Vp = V padded to the table's vocabulary blocks, which on 3D are finer
+        // than the f logit blocks): the softmax's shards are those columns, the padding masked out of the loss.
+        var logitsGroup = _grid.LogitsGroup;
+        _loss = new VocabParallelCrossEntropy(ops, logitsGroup, new VocabShard(config.VocabSize, logitsGroup.Size, logitsGroup.Rank, LogitColumns));
     }
 
     /// <summary>The model's shape.</summary>
@@ -163,7 +167,7 @@ public sealed class GridTransformerModel : IDisposable
         var xf = _ws.Get("g.final", xl.Shape, dt, saved: true);
         _finalNorm.Forward(xl, Parameters.Param(FinalNorm), _gpt ? Parameters.Param("transformer.ln_f.bias") : null, xf,
             _ws.Get("g.final.mean", new Shape(rows), dt, saved: true), _ws.Get("g.final.rstd", new Shape(rows), dt, saved: true));
-        var logits = _ws.Get("g.logits", new Shape(rows, Config.VocabSize / Geometry.FeatureBlocks), dt, saved: true);
+        var logits = _ws.Get("g.logits", new Shape(rows, LogitColumns), dt, saved: true);
         _head.Forward(xf, Parameters.Param(_headName), logits);
         var losses = _loss.Forward(logits, _targets.View((long)Geometry.InnerRowBlock(TpRank) * rows, new Shape(rows)));
         double sum = ops.ToDoubleArray(losses).Sum();
@@ -185,7 +189,7 @@ public sealed class GridTransformerModel : IDisposable
         var ops = Ops;
         var dt = Parameters.DType;
         int n = _batch * _time, rows = n / Geometry.RowBlocks, local = rows / _time, cb = Config.Channels / Geometry.FeatureBlocks;
-        var logits = _ws.Get("g.logits", new Shape(rows, Config.VocabSize / Geometry.FeatureBlocks), dt);
+        var logits = _ws.Get("g.logits", new Shape(rows, LogitColumns), dt);
         var dLogits = _ws.Get("d.g.logits", logits.Shape, dt);
         // The loss differentiates the mean over its own rows; the model's loss is the mean over all n.
         _loss.Backward(lossScale * rows / n, dLogits);
@@ -260,6 +264,9 @@ public sealed class GridTransformerModel : IDisposable
         _grid.Dispose();
         Parameters.Dispose();
     }
+
+    /// <summary>Vp/f: the vocabulary columns of this rank's logits block, padding included.</summary>
+    private int LogitColumns => Geometry.PaddedVocabSize(Config.VocabSize) / Geometry.FeatureBlocks;
 
     private string FinalNorm => _gpt ? "transformer.ln_f.weight" : "model.norm.weight";
 

@@ -28,6 +28,21 @@ public sealed class VocabParallelCrossEntropy : IDisposable
         Shard = new VocabShard(vocabSize, tpGroup.Size, tpGroup.Rank);
     }
 
+    /// <summary>A loss over the columns <paramref name="shard"/> names on each rank of <paramref name="tpGroup"/> (a layout's own padding).</summary>
+    /// <exception cref="ArgumentNullException">A null argument.</exception>
+    /// <exception cref="ArgumentException">The shard is not for this group's size and rank, or <paramref name="ops"/> works on another device.</exception>
+    public VocabParallelCrossEntropy(Ops ops, ICommunicator tpGroup, VocabShard shard)
+    {
+        ArgumentNullException.ThrowIfNull(tpGroup);
+        ArgumentNullException.ThrowIfNull(shard);
+        if (shard.TpSize != tpGroup.Size || shard.Rank != tpGroup.Rank)
+        {
+            throw new ArgumentException($"vocab-parallel cross-entropy: the shard is rank {shard.Rank} of {shard.TpSize}, the group's rank {tpGroup.Rank} of {tpGroup.Size}", nameof(shard));
+        }
+        _group = new TensorParallelGroup(ops, tpGroup);
+        Shard = shard;
+    }
+
     /// <summary>This rank's vocabulary columns.</summary>
     public VocabShard Shard { get; }
 

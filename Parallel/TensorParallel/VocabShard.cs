@@ -1,6 +1,6 @@
 namespace Hal.Parallel.TensorParallel;
 
-// Legend: V vocabulary, p tp ranks, Vl = ⌈V/p⌉ rows per rank, Vp = p·Vl padded vocabulary, N rows.
+// Legend: V vocabulary, p tp ranks, Vl = ⌈V/p⌉ rows per rank (or a layout's own count ≥ that), Vp = p·Vl padded vocabulary, N rows.
 
 /// <summary>
 /// Which vocabulary rows a tp rank holds: V is padded up to Vp, a multiple of p, so every rank holds the same number of
@@ -13,15 +13,27 @@ public sealed record VocabShard
     /// <summary>The rows of rank <paramref name="rank"/> among <paramref name="tpSize"/> ranks.</summary>
     /// <exception cref="ArgumentOutOfRangeException">vocabSize or tpSize below 1, or rank outside [0, tpSize).</exception>
     public VocabShard(int vocabSize, int tpSize, int rank)
+        : this(vocabSize, tpSize, rank, CeilDiv(vocabSize, tpSize))
+    {
+    }
+
+    /// <summary>
+    /// The rows of rank <paramref name="rank"/> when every rank holds <paramref name="localRows"/> rows, at least ⌈V/p⌉:
+    /// a layout that pads V to a multiple of more than p (a 3D grid's table is padded to c² blocks, its logits split c
+    /// ways) passes its own row count so the shards line up with its blocks.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">vocabSize or tpSize below 1, rank outside [0, tpSize), or localRows·tpSize below vocabSize.</exception>
+    public VocabShard(int vocabSize, int tpSize, int rank, int localRows)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(vocabSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(tpSize, 1);
         ArgumentOutOfRangeException.ThrowIfNegative(rank);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, tpSize);
+        ArgumentOutOfRangeException.ThrowIfLessThan((long)localRows * tpSize, vocabSize, nameof(localRows));
         VocabSize = vocabSize;
         TpSize = tpSize;
         Rank = rank;
-        LocalRows = (vocabSize + tpSize - 1) / tpSize;
+        LocalRows = localRows;
         Start = rank * LocalRows;
         ValidRows = Math.Clamp(vocabSize - Start, 0, LocalRows);
     }
@@ -46,6 +58,8 @@ public sealed record VocabShard
 
     /// <summary>Rows of this shard below V (the rest, LocalRows − ValidRows, are padding; may be all of them).</summary>
     public int ValidRows { get; }
+
+    private static int CeilDiv(int value, int divisor) => divisor < 1 ? 1 : (value + divisor - 1) / divisor;
 }
 
 /// <summary>Masks of which ids fall in a row range, computed on the device with index arithmetic.</summary>
