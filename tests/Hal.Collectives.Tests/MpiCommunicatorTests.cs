@@ -106,23 +106,26 @@ public sealed class MpiCommunicatorTests
     }
 
     [Theory]
-    [InlineData("--tp 2")]
-    [InlineData("--sp 2")]
-    [InlineData("--tp 2 --sp-mode split-gather")]
-    [InlineData("--pp 2")]
-    public void Hal_train_with_tensor_or_sequence_parallel_processes_matches_in_process_ranks(string layout)
+    [InlineData(2, "--tp 2")]
+    [InlineData(2, "--sp 2")]
+    [InlineData(2, "--tp 2 --sp-mode split-gather")]
+    [InlineData(2, "--pp 2")]
+    [InlineData(4, "--tp 4 --tp-mode 2d")]
+    [InlineData(4, "--tp 2 --sp 2")]
+    public void Hal_train_with_tensor_or_sequence_parallel_processes_matches_in_process_ranks(int processes, string layout)
     {
         // Two MPI processes split one replica by tensor (--tp 2), by sequence (--sp 2, ring), both inside the tp group
         // (Megatron split-gather) or into pipeline stages (--pp 2, 1f1b: activations and gradients sent point to
-        // point); the reference runs the same layout on two in-process ranks.
+        // point), and four processes as a 2×2 grid or tp 2 × sp 2 ring; the reference runs the same layout on as many
+        // in-process ranks.
         string dir = Path.Combine(Path.GetTempPath(), "hal-mpi-layout-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dir);
         try
         {
             string[] job = ["train", .. layout.Split(' '), "--steps", "3", "--batch", "4", "--seq", "16", "--warmup", "2"];
             string mpiLog = Path.Combine(dir, "mpi.jsonl");
-            var result = MpiRun.RunCli(2, [.. job, "--json-log", mpiLog], ScenarioLimit);
-            Assert.True(result.ExitCode == 0, $"mpirun -np 2 hal train {layout} exit code {result.ExitCode}:\n{Tail(result.Output)}");
+            var result = MpiRun.RunCli(processes, [.. job, "--json-log", mpiLog], ScenarioLimit);
+            Assert.True(result.ExitCode == 0, $"mpirun -np {processes} hal train {layout} exit code {result.ExitCode}:\n{Tail(result.Output)}");
             string inProcessLog = Path.Combine(dir, "inproc.jsonl");
             var local = MpiRun.RunLocalCli([.. job, "--json-log", inProcessLog], ScenarioLimit);
             Assert.True(local.ExitCode == 0, $"hal train {layout} exit code {local.ExitCode}:\n{Tail(local.Output)}");
