@@ -80,17 +80,21 @@ public sealed record PipelineStage
 
     /// <summary>
     /// The split of <paramref name="config"/>'s blocks over <paramref name="stages"/> × <paramref name="chunksPerStage"/>
-    /// model chunks, balanced by parameter count per block (equal blocks: an even split, the remainder on the first chunks).
+    /// model chunks, balanced by the parameters that take part in matmuls (a block's projections; the LM head's V·C on
+    /// the last chunk, whose matmul and softmax cost what a block of that many parameters costs; the embedding lookup
+    /// costs nothing like its size and counts 0). Equal blocks and a small head: an even split, the remainder on the
+    /// first chunks; a large vocabulary (GPT-2's 50257) moves blocks off the last stage.
     /// </summary>
     /// <exception cref="PipelineException">fewer blocks than model chunks.</exception>
     public static StagePartition Partition(ModelConfig config, int stages, int chunksPerStage)
     {
         ArgumentNullException.ThrowIfNull(config);
+        long c = config.Channels;
         long perBlock = config.Family == ModelFamily.Gpt2
-            ? (12L * config.Channels * config.Channels) + (13L * config.Channels)
-            : (2L * config.Channels * config.Heads * config.HeadSize) + (2L * config.Channels * config.KvHeads * config.HeadSize)
-              + (3L * config.Channels * config.Hidden) + (2L * config.Channels);
-        return StagePartition.Balance([.. Enumerable.Repeat((double)perBlock, config.Layers)], stages, chunksPerStage);
+            ? 12L * c * c
+            : (2L * c * config.Heads * config.HeadSize) + (2L * c * config.KvHeads * config.HeadSize) + (3L * c * config.Hidden);
+        return StagePartition.Balance([.. Enumerable.Repeat((double)perBlock, config.Layers)], stages, chunksPerStage,
+            firstChunkExtra: 0, lastChunkExtra: (double)config.VocabSize * c);
     }
 
     /// <inheritdoc />

@@ -42,12 +42,14 @@ public sealed class StagePartition
     /// <summary>
     /// The split of <paramref name="layerCosts"/> (one non-negative cost per layer: parameter count, measured time)
     /// over <paramref name="stages"/> stages of <paramref name="chunksPerStage"/> chunks each. Exact: a dynamic program
-    /// over (chunk, first layer), O(p·v·L²).
+    /// over (chunk, first layer), O(p·v·L²). <paramref name="firstChunkExtra"/> and <paramref name="lastChunkExtra"/>
+    /// are fixed costs the first and last model chunk carry besides their layers (a transformer's embeddings, its LM
+    /// head and loss), so the layers move away from them.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="layerCosts"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">stages or chunksPerStage below 1, or a cost negative, NaN or infinite.</exception>
     /// <exception cref="PipelineException">Fewer layers than model chunks.</exception>
-    public static StagePartition Balance(IReadOnlyList<double> layerCosts, int stages, int chunksPerStage = 1)
+    public static StagePartition Balance(IReadOnlyList<double> layerCosts, int stages, int chunksPerStage = 1, double firstChunkExtra = 0, double lastChunkExtra = 0)
     {
         ArgumentNullException.ThrowIfNull(layerCosts);
         ArgumentOutOfRangeException.ThrowIfLessThan(stages, 1);
@@ -59,6 +61,13 @@ public sealed class StagePartition
             throw new PipelineException(
                 $"{layers} layers cannot fill {stages} stages × {chunksPerStage} chunks = {chunks} model chunks (each needs at least one layer); " +
                 "use fewer stages or fewer virtual chunks per stage");
+        }
+        foreach (double extra in new[] { firstChunkExtra, lastChunkExtra })
+        {
+            if (!double.IsFinite(extra) || extra < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(firstChunkExtra), extra, $"a chunk's extra cost is {extra}; costs must be finite and non-negative");
+            }
         }
         var prefix = new double[layers + 1];
         for (int i = 0; i < layers; i++)
@@ -72,7 +81,7 @@ public sealed class StagePartition
         }
 
         // Pass 1: best[k, i] = least possible largest chunk cost when layers [i, L) are split into k chunks.
-        double Cost(int from, int to) => prefix[to] - prefix[from];
+        double Cost(int from, int to) => prefix[to] - prefix[from] + (from == 0 ? firstChunkExtra : 0) + (to == layers ? lastChunkExtra : 0);
         var best = new double[chunks + 1, layers + 1];
         for (int i = 0; i <= layers; i++)
         {

@@ -144,6 +144,19 @@ public sealed class PipelineTrainingTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void TheLmHeadCountsOnTheLastStage()
+    {
+        // gpt2-small: a block's projections are 12·384² = 1.77 M parameters, the tied head 50257·384 = 19.3 M; over two
+        // stages the last keeps one block (the least a chunk holds), so the first takes the other five.
+        var gpt2 = PipelineStage.Partition(ModelConfig.Named("gpt2-small"), 2, 1);
+        Assert.Equal((0, 5), gpt2.LayersOf(0));
+        Assert.Equal((5, 1), gpt2.LayersOf(1));
+        // A tiny vocabulary changes nothing: equal blocks split evenly.
+        var tiny = PipelineStage.Partition(Deep("gpt", 4), 2, 1);
+        Assert.Equal((0, 2), tiny.LayersOf(0));
+    }
+
+    [Fact]
     public void ActivationCheckpointingInsideStagesGivesTheSameGradients()
     {
         var config = Deep("gpt", 4);

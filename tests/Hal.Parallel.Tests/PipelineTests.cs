@@ -46,6 +46,25 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public void Extra_costs_of_the_first_and_last_chunk_move_layers_away_from_them()
+    {
+        // Four unit layers over two stages with a head of cost 2 on the last chunk: 3 | 1 + 2 (both 3) beats 2 | 2 + 2.
+        var head = StagePartition.Balance([1, 1, 1, 1], stages: 2, lastChunkExtra: 2);
+        Assert.Equal([0, 3, 4], head.Starts);
+        Assert.Equal(3.0, head.ChunkCost(1));
+        // The same on the first chunk mirrors it; both at once on one chunk add up.
+        var embedding = StagePartition.Balance([1, 1, 1, 1], stages: 2, firstChunkExtra: 2);
+        Assert.Equal([0, 1, 4], embedding.Starts);
+        var single = StagePartition.Balance([1, 1], stages: 1, firstChunkExtra: 2, lastChunkExtra: 3);
+        Assert.Equal(7.0, single.MaxChunkCost);
+        // A head heavier than all the layers leaves the last chunk one layer, the least it can hold.
+        var heavy = StagePartition.Balance([1, 1, 1, 1, 1, 1], stages: 4, lastChunkExtra: 100);
+        Assert.Equal(1, heavy.LayersOf(3).Count);
+        Assert.Throws<ArgumentOutOfRangeException>(() => StagePartition.Balance([1, 1], 2, lastChunkExtra: double.NaN));
+        Assert.Throws<ArgumentOutOfRangeException>(() => StagePartition.Balance([1, 1], 2, firstChunkExtra: -1));
+    }
+
+    [Fact]
     public void The_split_is_optimal_and_contiguous_against_brute_force()
     {
         const int seed = 20261128;
