@@ -238,6 +238,33 @@ public sealed class TrainCommandTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <c>hal</c> with <paramref name="args"/> against a trainer that only records what it was given (a one-step fake
+    /// run); asserts exit code 0 and returns the configuration and the number of devices the command handed over.
+    /// </summary>
+    internal static (TrainConfig Config, int Devices) SeenByTrainer(params string[] args)
+    {
+        TrainConfig? seen = null;
+        int devices = 0;
+        TrainCommand.TrainerOverride.Value = (config, ranks, world, observer, _) =>
+        {
+            seen = config;
+            devices = ranks.Count;
+            return FakeRun(config, observer, [1.0]);
+        };
+        try
+        {
+            var r = CliRunner.Run(args);
+            Assert.True(r.ExitCode == 0, r.Stderr);
+        }
+        finally
+        {
+            TrainCommand.TrainerOverride.Value = null;
+        }
+        Assert.NotNull(seen);
+        return (seen, devices);
+    }
+
     /// <summary>Reports a run with the given losses, as a trainer would, on a corpus of entropy 2 nats.</summary>
     internal static TrainEnd FakeRun(TrainConfig config, ITrainingObserver observer, double[] losses)
     {

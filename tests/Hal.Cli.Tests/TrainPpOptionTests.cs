@@ -41,25 +41,8 @@ public sealed class TrainPpOptionTests
     [Fact]
     public void PpReachesTheTrainerWithDpTimesPpDevices()
     {
-        TrainConfig? seen = null;
-        int devices = 0;
-        TrainCommand.TrainerOverride.Value = (config, ranks, world, observer, _) =>
-        {
-            seen = config;
-            devices = ranks.Count;
-            return TrainCommandTests.FakeRun(config, observer, [1.0]);
-        };
-        try
-        {
-            var r = CliRunner.Run("train", "--pp", "2", "--pp-schedule", "interleaved", "--pp-chunks", "2", "--microbatches", "2", "--dp", "2",
+        var (seen, devices) = TrainCommandTests.SeenByTrainer("train", "--pp", "2", "--pp-schedule", "interleaved", "--pp-chunks", "2", "--microbatches", "2", "--dp", "2",
                 "--steps", "1", "--batch", "4", "--seq", "8");
-            Assert.True(r.ExitCode == 0, r.Stderr);
-        }
-        finally
-        {
-            TrainCommand.TrainerOverride.Value = null;
-        }
-        Assert.NotNull(seen);
         Assert.Equal(2, seen.Pp);
         Assert.Equal(PipelineScheduleKind.Interleaved, seen.PpSchedule);
         Assert.Equal(2, seen.PpChunks);

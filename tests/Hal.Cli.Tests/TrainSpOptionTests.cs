@@ -35,24 +35,7 @@ public sealed class TrainSpOptionTests
     [Fact]
     public void SpReachesTheTrainerWithDpTimesSpDevices()
     {
-        TrainConfig? seen = null;
-        int devices = 0;
-        TrainCommand.TrainerOverride.Value = (config, ranks, world, observer, _) =>
-        {
-            seen = config;
-            devices = ranks.Count;
-            return TrainCommandTests.FakeRun(config, observer, [1.0]);
-        };
-        try
-        {
-            var r = CliRunner.Run("train", "--sp", "2", "--sp-mode", "ulysses", "--dp", "2", "--steps", "1", "--batch", "4", "--seq", "8");
-            Assert.True(r.ExitCode == 0, r.Stderr);
-        }
-        finally
-        {
-            TrainCommand.TrainerOverride.Value = null;
-        }
-        Assert.NotNull(seen);
+        var (seen, devices) = TrainCommandTests.SeenByTrainer("train", "--sp", "2", "--sp-mode", "ulysses", "--dp", "2", "--steps", "1", "--batch", "4", "--seq", "8");
         Assert.Equal(2, seen.Sp);
         Assert.Equal(SequenceParallelMode.Ulysses, seen.SpMode);
         Assert.Equal(2, seen.Dp);

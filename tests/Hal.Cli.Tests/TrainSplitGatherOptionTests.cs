@@ -37,24 +37,7 @@ public sealed class TrainSplitGatherOptionTests
     [InlineData("2")]
     public void SpOneOrEqualToTpReachesTheTrainerOnDpTimesTpDevices(string sp)
     {
-        TrainConfig? seen = null;
-        int devices = 0;
-        TrainCommand.TrainerOverride.Value = (config, ranks, world, observer, _) =>
-        {
-            seen = config;
-            devices = ranks.Count;
-            return TrainCommandTests.FakeRun(config, observer, [1.0]);
-        };
-        try
-        {
-            var r = CliRunner.Run("train", "--tp", "2", "--sp", sp, "--sp-mode", "split-gather", "--dp", "2", "--steps", "1", "--batch", "4", "--seq", "8");
-            Assert.True(r.ExitCode == 0, r.Stderr);
-        }
-        finally
-        {
-            TrainCommand.TrainerOverride.Value = null;
-        }
-        Assert.NotNull(seen);
+        var (seen, devices) = TrainCommandTests.SeenByTrainer("train", "--tp", "2", "--sp", sp, "--sp-mode", "split-gather", "--dp", "2", "--steps", "1", "--batch", "4", "--seq", "8");
         Assert.Equal(SequenceParallelMode.SplitGather, seen.SpMode);
         Assert.Equal(1, seen.Sp);
         Assert.Equal(2, seen.Tp);

@@ -31,24 +31,7 @@ public sealed class TrainTpModeOptionTests : IDisposable
     [Fact]
     public void ModeAndDepthReachTheTrainerWithDpTimesTpDevices()
     {
-        TrainConfig? seen = null;
-        int devices = 0;
-        TrainCommand.TrainerOverride.Value = (config, ranks, world, observer, _) =>
-        {
-            seen = config;
-            devices = ranks.Count;
-            return TrainCommandTests.FakeRun(config, observer, [1.0]);
-        };
-        try
-        {
-            var r = CliRunner.Run("train", "--tp", "8", "--tp-mode", "2.5d", "--tp-depth", "2", "--steps", "1", "--batch", "4", "--seq", "8");
-            Assert.True(r.ExitCode == 0, r.Stderr);
-        }
-        finally
-        {
-            TrainCommand.TrainerOverride.Value = null;
-        }
-        Assert.NotNull(seen);
+        var (seen, devices) = TrainCommandTests.SeenByTrainer("train", "--tp", "8", "--tp-mode", "2.5d", "--tp-depth", "2", "--steps", "1", "--batch", "4", "--seq", "8");
         Assert.Equal(TensorParallelMode.TwoAndHalfD, seen.TpMode);
         Assert.Equal(2, seen.TpDepth);
         Assert.Equal(8, devices);
