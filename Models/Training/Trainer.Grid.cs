@@ -92,19 +92,7 @@ public static partial class Trainer
             using var full = new GridFullState(ops, model, optimizer);
             var state = Checkpoint.Load(resumeDir, job.Model, full.ModelTensors, full.OptimizerTensors, ops);
             full.Scatter();
-            optimizer.LoadScalarState(state.OptimizerScalars);
-            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
-            loader.Seek(state.BatchesDrawn);
-            log.Losses.AddRange(state.Losses);
-            startStep = state.Step + 1;
-            if (computeDType != DType.F32)
-            {
-                optimizer.SyncParamsFromMaster();
-            }
-            if (worldRank == 0)
-            {
-                observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
-            }
+            startStep = log.Resume(state, resumeDir, loader, optimizer, computeDType);
         }
         if (worldRank == 0)
         {

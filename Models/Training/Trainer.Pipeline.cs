@@ -176,19 +176,7 @@ public static partial class Trainer
         if (job.ResumeDir is { } resumeDir)
         {
             var state = LoadStageCheckpoint(resumeDir, job.Model, store, optimizer, partition, ops, tpComm);
-            optimizer.LoadScalarState(state.OptimizerScalars);
-            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
-            loader.Seek(state.BatchesDrawn);
-            log.Losses.AddRange(state.Losses);
-            startStep = state.Step + 1;
-            if (computeDType != DType.F32)
-            {
-                optimizer.SyncParamsFromMaster();
-            }
-            if (worldRank == 0)
-            {
-                observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
-            }
+            startStep = log.Resume(state, resumeDir, loader, optimizer, computeDType);
         }
         if (replica is not null && computeDType == DType.F32)
         {

@@ -53,6 +53,27 @@ public static partial class Trainer
         /// <summary>Whether this rank reports (world rank 0).</summary>
         public bool Reports => (_comm?.Rank ?? 0) == 0;
 
+        /// <summary>
+        /// Continues from a loaded checkpoint: the optimizer's scalars, the update count, the data position and the
+        /// losses so far; 16-bit parameters become the rounding of the checkpoint's fp32 masters. Returns the next step.
+        /// </summary>
+        public long Resume(CheckpointState state, string directory, BatchLoader loader, Optimizer? optimizer, DType computeDType)
+        {
+            optimizer?.LoadScalarState(state.OptimizerScalars);
+            Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
+            loader.Seek(state.BatchesDrawn);
+            Losses.AddRange(state.Losses);
+            if (computeDType != DType.F32)
+            {
+                optimizer?.SyncParamsFromMaster();
+            }
+            if (Reports)
+            {
+                _observer.OnMessage($"resumed from {directory} at step {state.Step}");
+            }
+            return state.Step + 1;
+        }
+
         /// <summary>Marks the start of a step (its clock and traffic).</summary>
         public void BeginStep()
         {

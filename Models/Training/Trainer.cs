@@ -410,20 +410,7 @@ public static partial class Trainer
             {
                 state = Checkpoint.Load(resumeDir, job.Model, ModelTensors(store, optimizer!.StateTensors), OptimizerTensors(optimizer.StateTensors), ops);
             }
-            optimizer?.LoadScalarState(state.OptimizerScalars);
-            log.Updates = state.OptimizerScalars.TryGetValue("updates", out double u) ? (long)u : state.Step;
-            loader.Seek(state.BatchesDrawn);
-            log.Losses.AddRange(state.Losses);
-            startStep = state.Step + 1;
-            if (computeDType != DType.F32)
-            {
-                // The checkpoint holds the fp32 master weights; the 16-bit parameters are their rounding.
-                optimizer?.SyncParamsFromMaster();
-            }
-            if (worldRank == 0)
-            {
-                observer.OnMessage($"resumed from {resumeDir} at step {state.Step}");
-            }
+            startStep = log.Resume(state, resumeDir, loader, optimizer, computeDType);
         }
         if (dpComm is not null && computeDType == DType.F32 && engine is null)
         {
