@@ -110,27 +110,20 @@ public static partial class Trainer
             });
         }
 
-        int tokensPerStep = config.Batch * config.Seq;
-        var globalInputs = new int[tokensPerStep];
-        var globalTargets = new int[tokensPerStep];
-        int microTokens = job.RowsPerMicro * config.Seq;
-        var microValues = new double[microTokens];
-        var microShape = new Shape(job.RowsPerMicro, config.Seq);
-        using var ids = ops.Empty(microShape, DType.I32);
-        using var targets = ops.Empty(microShape, DType.I32);
+        // Every tp rank of a replica takes the replica's whole micro-batch; the grid picks each rank's rows.
+        var batches = new MicroBatches(job, rank, null);
+        using var ids = ops.Empty(batches.Shape, DType.I32);
+        using var targets = ops.Empty(batches.Shape, DType.I32);
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             log.BeginStep();
-            loader.Next(globalInputs, globalTargets);
+            batches.Draw(loader);
             store.ZeroGrads(ops);
             double lossSum = 0;
             for (int micro = 0; micro < config.GradAccum; micro++)
             {
-                // Every tp rank of a replica takes the replica's whole micro-batch; the grid picks each rank's rows.
-                int first = ((rank * job.RowsPerRank) + (micro * job.RowsPerMicro)) * config.Seq;
-                Upload(ops, globalInputs.AsSpan(first, microTokens), microValues, ids);
-                Upload(ops, globalTargets.AsSpan(first, microTokens), microValues, targets);
+                batches.Upload(ops, micro, ids, targets);
                 lossSum += model.Forward(ids, targets);
                 model.Backward(optimizer.LossScale / config.GradAccum);
             }

@@ -214,44 +214,30 @@ public static partial class Trainer
         }
 
         int m = config.GradAccum;
-        int tokensPerStep = config.Batch * config.Seq;
-        var globalInputs = new int[tokensPerStep];
-        var globalTargets = new int[tokensPerStep];
-        int localSeq = config.Seq / config.Sp;
-        int[]? spPositions = spComm is null ? null : Nn.SequenceParallelContext.Positions(config.Seq, config.Sp, spComm.Rank, config.SpMode);
-        int microTokens = job.RowsPerMicro * localSeq;
-        var microValues = new double[microTokens];
-        var microInputs = new int[microTokens];
-        var microTargets = new int[microTokens];
-        var microShape = new Shape(job.RowsPerMicro, localSeq);
+        var batches = new MicroBatches(job, mesh.DpRank, spComm is null ? null : Nn.SequenceParallelContext.Positions(config.Seq, config.Sp, spComm.Rank, config.SpMode));
         var ids = new List<Tensor>(m);
         var targets = new List<Tensor>(m);
         var adapter = new TransformerStage(model);
         var pipelineSchedule = PipelineSchedule.Build(config.PpSchedule, mesh.PpRank, config.Pp, m, config.PpChunks);
         double bubbleSum = 0, firstBubble = double.NaN;
         int bubbleSteps = 0;
-        int rank = mesh.DpRank;
         try
         {
             for (int micro = 0; micro < m; micro++)
             {
-                ids.Add(ops.Empty(microShape, DType.I32));
-                targets.Add(ops.Empty(microShape, DType.I32));
+                ids.Add(ops.Empty(batches.Shape, DType.I32));
+                targets.Add(ops.Empty(batches.Shape, DType.I32));
             }
             using var executor = new PipelineExecutor(mesh.PpGroup, adapter);
             for (long step = startStep; step <= config.Steps; step++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 log.BeginStep();
-                loader.Next(globalInputs, globalTargets);
+                batches.Draw(loader);
                 store.ZeroGrads(ops);
                 for (int micro = 0; micro < m; micro++)
                 {
-                    int first = ((rank * job.RowsPerRank) + (micro * job.RowsPerMicro)) * config.Seq;
-                    TakeTokens(globalInputs, first, job.RowsPerMicro, config.Seq, spPositions, microInputs);
-                    TakeTokens(globalTargets, first, job.RowsPerMicro, config.Seq, spPositions, microTargets);
-                    Upload(ops, microInputs, microValues, ids[micro]);
-                    Upload(ops, microTargets, microValues, targets[micro]);
+                    batches.Upload(ops, micro, ids[micro], targets[micro]);
                 }
                 // Each micro-batch's backward differentiates its mean over m; under sp a rank's gradient is its share of
                 // the replica's, and the mean over dp × sp replicas below makes the dp mean after scaling by sp.

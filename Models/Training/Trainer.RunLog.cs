@@ -174,6 +174,36 @@ public static partial class Trainer
     }
 
     /// <summary>
+    /// The step's global batch and this rank's micro-batches of it: micro-batch k of the dp replica
+    /// <paramref name="replica"/>'s rows, whole rows or, under sp, each row's tokens at <paramref name="positions"/>.
+    /// </summary>
+    private sealed class MicroBatches(Job job, int replica, int[]? positions)
+    {
+        private readonly int[] _globalInputs = new int[job.Config.Batch * job.Config.Seq];
+        private readonly int[] _globalTargets = new int[job.Config.Batch * job.Config.Seq];
+        private readonly int[] _inputs = new int[job.RowsPerMicro * (positions?.Length ?? job.Config.Seq)];
+        private readonly int[] _targets = new int[job.RowsPerMicro * (positions?.Length ?? job.Config.Seq)];
+        private readonly double[] _values = new double[job.RowsPerMicro * (positions?.Length ?? job.Config.Seq)];
+
+        /// <summary>[rows per micro-batch, tokens per row on this rank].</summary>
+        public Shape Shape { get; } = new(job.RowsPerMicro, positions?.Length ?? job.Config.Seq);
+
+        /// <summary>Draws the step's global batch.</summary>
+        public void Draw(BatchLoader loader) => loader.Next(_globalInputs, _globalTargets);
+
+        /// <summary>Uploads micro-batch <paramref name="micro"/>'s ids and targets (I32 of <see cref="Shape"/>).</summary>
+        public void Upload(Ops ops, int micro, Tensor ids, Tensor targets)
+        {
+            int seq = job.Config.Seq;
+            int first = ((replica * job.RowsPerRank) + (micro * job.RowsPerMicro)) * seq;
+            TakeTokens(_globalInputs, first, job.RowsPerMicro, seq, positions, _inputs);
+            TakeTokens(_globalTargets, first, job.RowsPerMicro, seq, positions, _targets);
+            Trainer.Upload(ops, _inputs, _values, ids);
+            Trainer.Upload(ops, _targets, _values, targets);
+        }
+    }
+
+    /// <summary>
     /// Bytes a rank sends per step, from the tally of its counting world: the steps after the first (the first may
     /// differ: buffers, warm-up), checkpoints excluded.
     /// </summary>

@@ -449,33 +449,20 @@ public static partial class Trainer
             });
         }
 
-        int tokensPerStep = config.Batch * config.Seq;
-        var globalInputs = new int[tokensPerStep];
-        var globalTargets = new int[tokensPerStep];
         // Under sp each rank takes its tokens (zig-zag or contiguous) of its replica's rows: Tl = Seq/sp per row.
-        int localSeq = config.Seq / config.Sp;
-        int[]? spPositions = spComm is null ? null : Nn.SequenceParallelContext.Positions(config.Seq, config.Sp, spComm.Rank, config.SpMode);
-        int microTokens = job.RowsPerMicro * localSeq;
-        var microValues = new double[microTokens];
-        var microInputs = new int[microTokens];
-        var microTargets = new int[microTokens];
-        var microShape = new Shape(job.RowsPerMicro, localSeq);
-        using var ids = ops.Empty(microShape, DType.I32);
-        using var targets = ops.Empty(microShape, DType.I32);
+        var batches = new MicroBatches(job, rank, spComm is null ? null : Nn.SequenceParallelContext.Positions(config.Seq, config.Sp, spComm.Rank, config.SpMode));
+        using var ids = ops.Empty(batches.Shape, DType.I32);
+        using var targets = ops.Empty(batches.Shape, DType.I32);
         for (long step = startStep; step <= config.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             log.BeginStep();
-            loader.Next(globalInputs, globalTargets);
+            batches.Draw(loader);
             store.ZeroGrads(ops);
             double lossSum = 0;
             for (int micro = 0; micro < config.GradAccum; micro++)
             {
-                int first = ((rank * job.RowsPerRank) + (micro * job.RowsPerMicro)) * config.Seq;
-                TakeTokens(globalInputs, first, job.RowsPerMicro, config.Seq, spPositions, microInputs);
-                TakeTokens(globalTargets, first, job.RowsPerMicro, config.Seq, spPositions, microTargets);
-                Upload(ops, microInputs, microValues, ids);
-                Upload(ops, microTargets, microValues, targets);
+                batches.Upload(ops, micro, ids, targets);
                 lossSum += model.Forward(ids, targets);
                 // Under sp a rank's gradients are its share of the replica's (they sum over sp to it), but the
                 // all-reduce averages over dp × sp ranks: scaling by sp makes that average the dp mean.
